@@ -1,0 +1,155 @@
+"""Effective channel settings: the channel's row over the workspace default over `Settings`.
+
+Settings live in the database, so a change takes effect on the next message on every
+replica, without a restart. `EffectiveSettings.inherited` names the fields that came from
+the workspace default (or from the environment), which `/candor config show` marks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import repo
+from bot.db.models import ChannelSettingsRow
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Fields a channel can override, in the order `config show` lists them.
+FIELDS = (
+    "system_message",
+    "temperature",
+    "model",
+    "max_answer_tokens",
+    "enabled",
+    "kb_scopes",
+    "kb_top_k",
+    "kb_score_floor",
+)
+
+TEMPERATURE_MIN = 0.0
+TEMPERATURE_MAX = 2.0
+DEFAULT_TOP_K = 5
+DEFAULT_SCORE_FLOOR = 0.0
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    """What applies to one channel right now."""
+
+    workspace_id: str
+    channel_id: str
+    system_message: str
+    temperature: float
+    model: str
+    max_answer_tokens: int
+    enabled: bool
+    kb_scopes: tuple[str, ...]
+    kb_top_k: int
+    kb_score_floor: float
+    inherited: frozenset[str] = field(default_factory=frozenset)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+
+def builtin_defaults(settings: Settings) -> dict[str, Any]:
+    """Values used when neither the channel nor the workspace default sets a field."""
+    return {
+        "system_message": settings.candor.default_system_message,
+        "temperature": settings.candor.default_temperature,
+        "model": settings.candor.default_model,
+        "max_answer_tokens": settings.candor.max_answer_tokens,
+        "enabled": True,
+        "kb_scopes": (),
+        "kb_top_k": DEFAULT_TOP_K,
+        "kb_score_floor": DEFAULT_SCORE_FLOOR,
+    }
+
+
+def resolve(
+    settings: Settings,
+    default_row: ChannelSettingsRow,
+    channel_row: ChannelSettingsRow | None,
+    *,
+    workspace_id: str,
+    channel_id: str,
+) -> EffectiveSettings:
+    values = builtin_defaults(settings)
+    inherited: set[str] = set()
+    for name in FIELDS:
+        own = getattr(channel_row, name) if channel_row is not None else None
+        if own is not None:
+            values[name] = own
+            continue
+        inherited.add(name)
+        base = getattr(default_row, name)
+        if base is not None:
+            values[name] = base
+    temperature = float(values["temperature"])
+    if not TEMPERATURE_MIN <= temperature <= TEMPERATURE_MAX:
+        log.warning(
+            "Channel %s has temperature %s outside 0-2; using %s.",
+            channel_id,
+            temperature,
+            settings.candor.default_temperature,
+        )
+        temperature = settings.candor.default_temperature
+    return EffectiveSettings(
+        workspace_id=workspace_id,
+        channel_id=channel_id,
+        system_message=str(values["system_message"]),
+        temperature=temperature,
+        model=str(values["model"]),
+        max_answer_tokens=int(values["max_answer_tokens"]),
+        enabled=bool(values["enabled"]),
+        kb_scopes=tuple(values["kb_scopes"] or ()),
+        kb_top_k=int(values["kb_top_k"]),
+        kb_score_floor=float(values["kb_score_floor"]),
+        inherited=frozenset(inherited),
+    )
+
+
+async def load_effective(
+    session: AsyncSession, settings: Settings, *, workspace_id: str, channel_id: str
+) -> EffectiveSettings:
+    default_row = await repo.get_default_row(session)
+    channel_row = await repo.get_channel_row(
+        session, workspace_id=workspace_id, channel_id=channel_id
+    )
+    return resolve(
+        settings, default_row, channel_row, workspace_id=workspace_id, channel_id=channel_id
+    )
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render_system_message(template: str, **values: str) -> str:
+    """Fill `{channel}`, `{user}`, `{date}`...; unknown placeholders stay as written."""
+    try:
+        return template.format_map(_Blank(values))
+    except (ValueError, IndexError, AttributeError, KeyError):
+        # A stray brace in an admin's text must not break every answer in the channel.
+        return template
+
+
+def template_values(
+    *, now: datetime, channel: str, user: str, workspace: str, model: str
+) -> dict[str, str]:
+    return {
+        "channel": channel,
+        "user": user,
+        "workspace": workspace,
+        "model": model,
+        "date": now.strftime("%Y-%m-%d"),
+        "time": now.strftime("%H:%M %Z").strip(),
+        "weekday": now.strftime("%A"),
+    }

@@ -1,0 +1,427 @@
+"""The conversation manager: one user message in, one `Answer` out. No Slack here.
+
+`ConversationManager.reply(turn)` runs the steps of DESIGN.md in order:
+
+1. load the channel's effective settings (channel row over workspace default);
+2. load the thread's history (database; the surface may hand in a fallback it rebuilt
+   from Slack when the database has none);
+3. retrieve knowledge the asker may see (through `KnowledgeSource`, scoped);
+4. build the prompt: the system message template filled in for this turn, numbered
+   sources, the history trimmed newest-first to the model's context window while
+   reserving room for the answer, and the new message (with images for vision models);
+5. reserve budget (through `SpendGuard`), call the LLM (streaming deltas to the caller),
+   settle to the actual usage, or release on failure;
+6. store both turns and the answer with its hits, and return a typed `Answer`.
+
+No database session is held across the LLM call, so hundreds of conversations can wait
+on the model at once without exhausting the pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import channels
+from bot.channels import EffectiveSettings
+from bot.clock import Clock
+from bot.db import repo
+from bot.db.engine import Database
+from bot.errors import ChannelDisabled, MessageTooLong
+from bot.llm import ChatRequest, DeltaCallback, LLMGateway, Usage, supports_vision
+from bot.ports import KnowledgeSource, RetrievalQuery, RetrievedHit, SpendGuard
+from bot.settings import Settings
+from bot.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, context_window
+
+log = logging.getLogger(__name__)
+
+#: Share of the window kept free for tokenizer differences between us and the server.
+SAFETY_MARGIN = 0.03
+#: Sources never take more than this share of what is left after the answer's room.
+SOURCES_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file on the message; only images are sent to the model."""
+
+    name: str
+    mimetype: str
+    data: bytes | None = None
+    error: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.mimetype.startswith("image/")
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    """A turn rebuilt outside the database (e.g. from Slack's `conversations.replies`)."""
+
+    role: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One user message, as any surface (Slack, CLI) hands it to the manager."""
+
+    workspace_id: str
+    channel_id: str
+    thread_ts: str
+    user_id: str
+    text: str
+    event_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    user_name: str | None = None
+    channel_name: str | None = None
+    is_dm: bool = False
+    history_fallback: tuple[HistoryMessage, ...] | None = None
+
+    @property
+    def thread_key(self) -> str:
+        return f"{self.workspace_id}:{self.channel_id}:{self.thread_ts}"
+
+
+@dataclass(frozen=True)
+class Citation:
+    index: int
+    title: str
+    link: str
+    source: str
+
+
+@dataclass
+class Answer:
+    """What the manager returns; surfaces render it."""
+
+    text: str
+    model: str
+    usage: Usage
+    timings: dict[str, float]
+    citations: list[Citation] = field(default_factory=list)
+    hits: list[RetrievedHit] = field(default_factory=list)
+    confidence: float | None = None
+    flagged: bool = False
+    notices: list[str] = field(default_factory=list)
+    event_id: str | None = None
+    answer_id: int | None = None
+    history_turns_used: int = 0
+    history_turns_dropped: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "model": self.model,
+            "usage": self.usage.as_dict(),
+            "sources": [c.__dict__ for c in self.citations],
+            "confidence": self.confidence,
+            "flagged": self.flagged,
+            "notices": list(self.notices),
+            "timings": dict(self.timings),
+        }
+
+
+@dataclass
+class Prompt:
+    messages: list[dict[str, Any]]
+    prompt_tokens: int
+    used: int
+    dropped: int
+    notices: list[str]
+
+
+class ConversationManager:
+    """Turns a `Turn` into an `Answer`; see the module docstring for the steps."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        llm: LLMGateway,
+        tokens: TokenCounter,
+        clock: Clock,
+        knowledge: KnowledgeSource | None = None,
+        spend: SpendGuard | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.llm = llm
+        self.tokens = tokens
+        self.clock = clock
+        self.knowledge = knowledge
+        self.spend = spend
+
+    async def channel_settings(self, workspace_id: str, channel_id: str) -> EffectiveSettings:
+        async with self.db.sessions() as session:
+            return await channels.load_effective(
+                session, self.settings, workspace_id=workspace_id, channel_id=channel_id
+            )
+
+    async def has_thread(self, thread_key: str) -> bool:
+        async with self.db.sessions() as session:
+            return await repo.thread_exists(session, thread_key=thread_key)
+
+    async def reply(self, turn: Turn, on_delta: DeltaCallback | None = None) -> Answer:
+        """Answer `turn`; raises `CandorError` subclasses with a user-facing sentence."""
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        async with self.db.sessions() as session:
+            eff = await channels.load_effective(
+                session, self.settings, workspace_id=turn.workspace_id, channel_id=turn.channel_id
+            )
+            rows = await repo.load_thread(session, thread_key=turn.thread_key)
+        timings["load_ms"] = _ms(started)
+        if not eff.enabled:
+            raise ChannelDisabled(f"channel {turn.channel_id} disabled")
+
+        history: list[HistoryMessage] = [HistoryMessage(r.role, r.text) for r in rows]
+        if not history and turn.history_fallback:
+            history = list(turn.history_fallback)
+
+        hits: list[RetrievedHit] = []
+        if self.knowledge is not None and turn.text.strip():
+            t = time.perf_counter()
+            hits = await self.knowledge.retrieve(
+                RetrievalQuery(
+                    query=turn.text,
+                    workspace_id=turn.workspace_id,
+                    channel_id=turn.channel_id,
+                    user_id=turn.user_id,
+                    is_dm=turn.is_dm,
+                    scopes=eff.kb_scopes,
+                    top_k=eff.kb_top_k,
+                    score_floor=eff.kb_score_floor,
+                )
+            )
+            timings["retrieve_ms"] = _ms(t)
+
+        prompt = self.build_prompt(turn, eff, history, hits)
+        request = ChatRequest(
+            model=eff.model,
+            messages=prompt.messages,
+            temperature=eff.temperature,
+            max_tokens=eff.max_answer_tokens,
+            logprobs=True,
+        )
+
+        reservation = None
+        if self.spend is not None:
+            reservation = await self.spend.reserve(
+                workspace_id=turn.workspace_id,
+                channel_id=turn.channel_id,
+                user_id=turn.user_id,
+                model=eff.model,
+                prompt_tokens=prompt.prompt_tokens,
+                max_output_tokens=eff.max_answer_tokens,
+                event_id=turn.event_id,
+            )
+            prompt.notices.extend(reservation.notices)
+        t = time.perf_counter()
+        try:
+            result = await self.llm.complete(request, on_delta)
+        except BaseException:
+            if self.spend is not None and reservation is not None:
+                await self.spend.release(reservation, reason="llm_error")
+            raise
+        timings["llm_ms"] = _ms(t)
+        if result.first_token_seconds is not None:
+            timings["first_token_ms"] = round(result.first_token_seconds * 1000, 1)
+        if self.spend is not None and reservation is not None:
+            # If settling fails the reservation stays held: it covers the worst case, so
+            # a database hiccup can over-hold a user's budget but never lose spend.
+            try:
+                await self.spend.settle(reservation, model=result.model, usage=result.usage)
+            except Exception:
+                log.exception("Could not settle the spend of event %s", turn.event_id)
+
+        citations = _citations(result.text, hits)
+        answer = Answer(
+            text=result.text,
+            model=result.model,
+            usage=result.usage,
+            timings=timings,
+            citations=citations,
+            hits=hits,
+            notices=prompt.notices,
+            event_id=turn.event_id,
+            history_turns_used=prompt.used,
+            history_turns_dropped=prompt.dropped,
+        )
+        answer.answer_id = await self._store(turn, eff, answer)
+        timings["total_ms"] = _ms(started)
+        return answer
+
+    def build_prompt(
+        self,
+        turn: Turn,
+        eff: EffectiveSettings,
+        history: Sequence[HistoryMessage],
+        hits: Sequence[RetrievedHit],
+    ) -> Prompt:
+        """System message + sources + trimmed history + the new message."""
+        model = eff.model
+        notices: list[str] = []
+        system = channels.render_system_message(
+            eff.system_message,
+            **channels.template_values(
+                now=self.clock.now(),
+                channel=turn.channel_name or turn.channel_id,
+                user=turn.user_name or turn.user_id,
+                workspace=turn.workspace_id,
+                model=model,
+            ),
+        )
+        user_content = self._user_content(turn, model, notices)
+        window = context_window(model, self.settings.candor.context_windows)
+        budget = int(window * (1 - SAFETY_MARGIN)) - eff.max_answer_tokens - REPLY_PRIMING
+        fixed = (
+            self.tokens.count(system, model)
+            + self.tokens.count_content(user_content, model)
+            + 2 * MESSAGE_OVERHEAD
+        )
+        if fixed > budget:
+            raise MessageTooLong(f"{fixed} tokens of fixed prompt for a budget of {budget}")
+
+        if hits:
+            sources, kept = self._sources_block(hits, model, int((budget - fixed) * SOURCES_SHARE))
+            if kept:
+                system = system + "\n\n" + sources
+                fixed += self.tokens.count(sources, model) + 2
+
+        available = budget - fixed
+        kept_history: list[dict[str, Any]] = []
+        for message in reversed(history):
+            cost = self.tokens.count(message.text, model) + MESSAGE_OVERHEAD
+            if cost > available:
+                break
+            available -= cost
+            role = message.role if message.role in ("user", "assistant") else "user"
+            kept_history.append({"role": role, "content": message.text})
+        kept_history.reverse()
+        dropped = len(history) - len(kept_history)
+        if dropped:
+            log.info("Trimmed %d old turns of %s to fit %s's window.", dropped, turn.thread_key, model)
+
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        messages.extend(kept_history)
+        messages.append({"role": "user", "content": user_content})
+        return Prompt(
+            messages=messages,
+            prompt_tokens=self.tokens.count_messages(messages, model),
+            used=len(kept_history),
+            dropped=dropped,
+            notices=notices,
+        )
+
+    def _user_content(self, turn: Turn, model: str, notices: list[str]) -> Any:
+        images = [a for a in turn.attachments if a.is_image]
+        for attachment in turn.attachments:
+            if attachment.error:
+                notices.append(attachment.error)
+        usable = [a for a in images if a.data is not None and not a.error]
+        if not usable:
+            return turn.text
+        if not supports_vision(model):
+            notices.append(
+                f"I could not look at the image: the model {model} in this channel "
+                "does not accept images, so I answered the text only."
+            )
+            return turn.text
+        parts: list[dict[str, Any]] = [{"type": "text", "text": turn.text}]
+        for image in usable:
+            assert image.data is not None
+            encoded = base64.b64encode(image.data).decode("ascii")
+            parts.append(
+                {"type": "image_url", "image_url": {"url": f"data:{image.mimetype};base64,{encoded}"}}
+            )
+        return parts
+
+    def _sources_block(
+        self, hits: Sequence[RetrievedHit], model: str, room: int
+    ) -> tuple[str, int]:
+        header = (
+            "Answer from these sources when they are relevant, and cite each source you use "
+            "as [n]. If they do not contain the answer, say so.\n"
+        )
+        lines = [header]
+        used = self.tokens.count(header, model)
+        kept = 0
+        for hit in hits:
+            entry = f"[{hit.index}] {hit.title} ({hit.link})\n{hit.text}\n"
+            cost = self.tokens.count(entry, model)
+            if used + cost > room:
+                break
+            lines.append(entry)
+            used += cost
+            kept += 1
+        return "\n".join(lines), kept
+
+    async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
+        model = answer.model
+        try:
+            async with self.db.sessions.begin() as session:
+                await repo.add_turn(
+                    session,
+                    workspace_id=turn.workspace_id,
+                    channel_id=turn.channel_id,
+                    thread_key=turn.thread_key,
+                    role="user",
+                    text=turn.text,
+                    token_count=self.tokens.count(turn.text, model),
+                    user_id=turn.user_id,
+                    event_id=turn.event_id,
+                )
+                await repo.add_turn(
+                    session,
+                    workspace_id=turn.workspace_id,
+                    channel_id=turn.channel_id,
+                    thread_key=turn.thread_key,
+                    role="assistant",
+                    text=answer.text,
+                    token_count=answer.usage.completion_tokens,
+                    model=model,
+                    event_id=turn.event_id,
+                )
+                row = await repo.record_answer(
+                    session,
+                    event_id=turn.event_id,
+                    workspace_id=turn.workspace_id,
+                    channel_id=turn.channel_id,
+                    thread_key=turn.thread_key,
+                    user_id=turn.user_id,
+                    model=model,
+                    text=answer.text,
+                    prompt_tokens=answer.usage.prompt_tokens,
+                    completion_tokens=answer.usage.completion_tokens,
+                    usage_estimated=answer.usage.estimated,
+                    hits=[h.as_dict() for h in answer.hits] or None,
+                    confidence=answer.confidence,
+                    flagged=answer.flagged,
+                )
+                return row.id
+        except Exception:
+            # The user already has the answer; losing thread memory is better than
+            # failing the reply. Spend was settled separately.
+            log.exception("Could not store the turns of %s", turn.thread_key)
+            return None
+
+
+def _citations(text: str, hits: Sequence[RetrievedHit]) -> list[Citation]:
+    cited = {int(n) for n in re.findall(r"\[(\d{1,3})\]", text)}
+    return [
+        Citation(index=h.index, title=h.title, link=h.link, source=h.source)
+        for h in hits
+        if h.index in cited
+    ]
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

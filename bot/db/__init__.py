@@ -1,0 +1,1 @@
+"""Candor's database: models, engine and session factory, repositories, migrations."""

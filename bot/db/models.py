@@ -1,0 +1,121 @@
+"""SQLAlchemy 2.0 models for Candor's state.
+
+The database is the only state Candor keeps, so every replica agrees: channel settings,
+the conversation history of each thread, the events already processed (for exactly one
+answer per user message) and the answers given with the retrieval hits behind them.
+Migrations in `bot/db/migrations/` create these tables; the models mirror them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: The key of the workspace-default settings row (workspace and channel both "*").
+DEFAULT_KEY = "*"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every Candor table."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class ChannelSettingsRow(Base):
+    """Per-channel overrides; NULL means "inherit from the workspace default".
+
+    The row keyed (`*`, `*`) is the workspace default; a NULL there means the value from
+    `Settings` (environment) applies.
+    """
+
+    __tablename__ = "channel_settings"
+    __table_args__ = (UniqueConstraint("workspace_id", "channel_id", name="uq_channel_settings"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    system_message: Mapped[str | None] = mapped_column(Text, default=None)
+    temperature: Mapped[float | None] = mapped_column(Float, default=None)
+    model: Mapped[str | None] = mapped_column(String(128), default=None)
+    max_answer_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    enabled: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    kb_scopes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    kb_top_k: Mapped[int | None] = mapped_column(Integer, default=None)
+    kb_score_floor: Mapped[float | None] = mapped_column(Float, default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class ConversationTurnRow(Base):
+    """One message of a thread, as the model saw it (user or assistant)."""
+
+    __tablename__ = "conversation_turns"
+    __table_args__ = (Index("ix_turns_thread", "thread_key", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_key: Mapped[str] = mapped_column(String(160))
+    role: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    text: Mapped[str] = mapped_column(Text)
+    token_count: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[str | None] = mapped_column(String(128), default=None)
+    event_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProcessedEventRow(Base):
+    """An event Candor has claimed; the primary key makes the claim atomic."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default="claimed")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AnswerRow(Base):
+    """An answer Candor gave, with the retrieval hits and signals behind it."""
+
+    __tablename__ = "answers"
+    __table_args__ = (Index("ix_answers_event", "event_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_key: Mapped[str] = mapped_column(String(160))
+    user_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

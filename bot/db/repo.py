@@ -1,0 +1,149 @@
+"""Repositories: keyword-only functions that take a session and do one thing.
+
+Callers own the transaction (`async with db.sessions.begin() as session:`), so several
+repository calls can share one commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import (
+    DEFAULT_KEY,
+    AnswerRow,
+    ChannelSettingsRow,
+    ConversationTurnRow,
+    ProcessedEventRow,
+)
+
+
+async def get_channel_row(
+    session: AsyncSession, *, workspace_id: str, channel_id: str
+) -> ChannelSettingsRow | None:
+    result = await session.execute(
+        select(ChannelSettingsRow).where(
+            ChannelSettingsRow.workspace_id == workspace_id,
+            ChannelSettingsRow.channel_id == channel_id,
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_default_row(session: AsyncSession) -> ChannelSettingsRow:
+    """The workspace-default row, recreated if someone deleted it by hand."""
+    row = await get_channel_row(session, workspace_id=DEFAULT_KEY, channel_id=DEFAULT_KEY)
+    if row is None:
+        row = ChannelSettingsRow(workspace_id=DEFAULT_KEY, channel_id=DEFAULT_KEY)
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def get_or_create_channel_row(
+    session: AsyncSession, *, workspace_id: str, channel_id: str
+) -> ChannelSettingsRow:
+    if channel_id == DEFAULT_KEY:
+        return await get_default_row(session)
+    row = await get_channel_row(session, workspace_id=workspace_id, channel_id=channel_id)
+    if row is None:
+        row = ChannelSettingsRow(workspace_id=workspace_id, channel_id=channel_id)
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def list_channel_rows(session: AsyncSession) -> Sequence[ChannelSettingsRow]:
+    result = await session.execute(
+        select(ChannelSettingsRow)
+        .where(ChannelSettingsRow.channel_id != DEFAULT_KEY)
+        .order_by(ChannelSettingsRow.channel_id)
+    )
+    return result.scalars().all()
+
+
+async def claim_event(session: AsyncSession, *, event_id: str, kind: str) -> bool:
+    """Claim `event_id` for processing; False when another delivery already claimed it.
+
+    The primary key makes this atomic across replicas: exactly one INSERT wins.
+    """
+    try:
+        async with session.begin_nested():
+            await session.execute(insert(ProcessedEventRow).values(event_id=event_id, kind=kind))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def mark_event(session: AsyncSession, *, event_id: str, status: str) -> None:
+    row = await session.get(ProcessedEventRow, event_id)
+    if row is not None:
+        row.status = status
+
+
+async def delete_events_before(session: AsyncSession, *, before: datetime) -> int:
+    result = await session.execute(
+        delete(ProcessedEventRow).where(ProcessedEventRow.received_at < before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def load_thread(
+    session: AsyncSession, *, thread_key: str, limit: int = 200
+) -> list[ConversationTurnRow]:
+    """The newest `limit` turns of a thread, oldest first."""
+    result = await session.execute(
+        select(ConversationTurnRow)
+        .where(ConversationTurnRow.thread_key == thread_key)
+        .order_by(ConversationTurnRow.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(result.scalars().all()))
+
+
+async def thread_exists(session: AsyncSession, *, thread_key: str) -> bool:
+    result = await session.execute(
+        select(ConversationTurnRow.id).where(ConversationTurnRow.thread_key == thread_key).limit(1)
+    )
+    return result.first() is not None
+
+
+async def add_turn(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    channel_id: str,
+    thread_key: str,
+    role: str,
+    text: str,
+    token_count: int,
+    user_id: str | None = None,
+    model: str | None = None,
+    event_id: str | None = None,
+) -> ConversationTurnRow:
+    row = ConversationTurnRow(
+        workspace_id=workspace_id,
+        channel_id=channel_id,
+        thread_key=thread_key,
+        role=role,
+        text=text,
+        token_count=token_count,
+        user_id=user_id,
+        model=model,
+        event_id=event_id,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def record_answer(session: AsyncSession, **fields: Any) -> AnswerRow:
+    row = AnswerRow(**fields)
+    session.add(row)
+    await session.flush()
+    return row

@@ -1,0 +1,33 @@
+"""User-facing errors: each carries the one sentence a person sees.
+
+Surfaces (Slack handlers, the CLI) show `user_message` and nothing else; the exception's
+own text is for logs. Never put secrets or raw upstream errors in `user_message`.
+"""
+
+from __future__ import annotations
+
+
+class CandorError(Exception):
+    """Base for failures a user is told about in one clear sentence."""
+
+    user_message = "Something went wrong on Candor's side; please try again."
+
+    def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
+        super().__init__(detail or user_message or self.user_message)
+        self.detail = detail
+        if user_message is not None:
+            self.user_message = user_message
+
+
+class ChannelDisabled(CandorError):
+    user_message = "Candor is turned off in this channel; an admin can turn it on with `/candor enable`."
+
+
+class MessageTooLong(CandorError):
+    user_message = (
+        "Your message is too long for the model's context window; please shorten it or split it up."
+    )
+
+
+class StorageUnavailable(CandorError):
+    user_message = "Candor cannot reach its database right now; please try again in a minute."

@@ -1,0 +1,283 @@
+"""The LLM gateway: one way to call any OpenAI-compatible chat endpoint.
+
+`LLMGateway.complete` streams a chat completion through `AsyncOpenAI` (pointed at
+`OPENAI_BASE_URL`, so vLLM, Ollama, llama.cpp and Azure-compatible proxies all work),
+hands each text delta to a callback, and returns the text with its `usage`. The client
+retries 429 and 5xx with exponential backoff before the first byte (`OPENAI_MAX_RETRIES`).
+
+Usage comes from the server (`stream_options={"include_usage": True}`); when a server
+sends none while streaming, we count the tokens ourselves and mark the usage
+`estimated=True`, so the ledger can tell the two apart.
+
+Every failure becomes an `LLMError` subclass whose `user_message` is the one sentence a
+person sees; the original exception is logged, never shown (it may carry secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from bot.errors import CandorError
+from bot.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+DeltaCallback = Callable[[str], Awaitable[None]]
+
+#: Model families that reject `temperature` (reasoning models) and want
+#: `max_completion_tokens` instead of `max_tokens`.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def is_reasoning_model(model: str) -> bool:
+    name = model.lower().rsplit("/", 1)[-1]
+    return name.startswith(_REASONING_PREFIXES) and not name.startswith("gpt-5-chat")
+
+
+def supports_temperature(model: str) -> bool:
+    return not is_reasoning_model(model)
+
+
+def supports_vision(model: str) -> bool:
+    """Whether `model` accepts image inputs (a conservative allowlist by family)."""
+    name = model.lower().rsplit("/", 1)[-1]
+    return name.startswith(
+        ("gpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-5", "o1", "o3", "o4", "llava", "gemma3-4b")
+    ) and "mini-tts" not in name
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts for one call, from the API's `usage` unless `estimated`."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "total_tokens": self.total_tokens,
+            "estimated": self.estimated,
+        }
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What we send: the model, messages, and the knobs a channel controls."""
+
+    model: str
+    messages: Sequence[Mapping[str, Any]]
+    temperature: float | None = None
+    max_tokens: int = 1024
+    logprobs: bool = False
+    stream: bool = True
+
+
+@dataclass
+class ChatResult:
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: str | None = None
+    token_logprobs: list[float] = field(default_factory=list)
+    first_token_seconds: float | None = None
+    total_seconds: float = 0.0
+
+
+class LLMError(CandorError):
+    """An LLM failure with the one sentence a user sees."""
+
+    user_message = "The language model failed to answer; please try again in a moment."
+
+
+class LLMRateLimited(LLMError):
+    user_message = "The language model is rate limited right now; please try again in a minute."
+
+
+class LLMTimeout(LLMError):
+    user_message = "The language model took too long to answer; please try again."
+
+
+class LLMAuthFailed(LLMError):
+    user_message = (
+        "Candor could not sign in to the language model; an admin needs to check OPENAI_API_KEY."
+    )
+
+
+class LLMContextTooLong(LLMError):
+    user_message = (
+        "This conversation is too long for the model; start a new thread or ask a shorter question."
+    )
+
+
+class LLMModelNotFound(LLMError):
+    user_message = "The configured model is not available on the LLM server; an admin needs to pick another."
+
+
+class LLMUnavailable(LLMError):
+    user_message = "The language model is unavailable right now; please try again in a few minutes."
+
+
+def _translate(exc: Exception) -> LLMError:
+    """Map an openai exception to our typed error (the detail is for logs only)."""
+    detail = type(exc).__name__
+    if isinstance(exc, openai.RateLimitError):
+        body = str(getattr(exc, "body", "") or "")
+        if "insufficient_quota" in body:
+            return LLMUnavailable(detail + ": insufficient quota")
+        return LLMRateLimited(detail)
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeout(detail)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return LLMAuthFailed(detail)
+    if isinstance(exc, openai.NotFoundError):
+        return LLMModelNotFound(detail)
+    if isinstance(exc, openai.BadRequestError):
+        text = str(exc).lower()
+        if "context" in text and ("length" in text or "window" in text or "maximum" in text):
+            return LLMContextTooLong(detail)
+        return LLMError(detail + ": bad request")
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMUnavailable(detail)
+    if isinstance(exc, openai.APIStatusError):
+        return LLMUnavailable(f"{detail}: HTTP {exc.status_code}")
+    return LLMError(detail)
+
+
+class LLMGateway:
+    """Calls an OpenAI-compatible chat endpoint; see the module docstring."""
+
+    def __init__(self, client: AsyncOpenAI, tokens: TokenCounter) -> None:
+        self.client = client
+        self.tokens = tokens
+
+    def build_params(self, request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": request.model, "messages": list(request.messages)}
+        if request.temperature is not None:
+            if supports_temperature(request.model):
+                params["temperature"] = request.temperature
+            else:
+                log.info(
+                    "Leaving temperature out: %s is a reasoning model that rejects it.",
+                    request.model,
+                )
+        if is_reasoning_model(request.model):
+            params["max_completion_tokens"] = request.max_tokens
+        else:
+            params["max_tokens"] = request.max_tokens
+        if request.logprobs and not is_reasoning_model(request.model):
+            params["logprobs"] = True
+        if request.stream:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        return params
+
+    async def complete(
+        self, request: ChatRequest, on_delta: DeltaCallback | None = None
+    ) -> ChatResult:
+        """Run one chat completion, streaming deltas to `on_delta`; raise `LLMError`."""
+        params = self.build_params(request)
+        started = time.perf_counter()
+        try:
+            if request.stream:
+                result = await self._stream(params, request, on_delta, started)
+            else:
+                result = await self._once(params, request)
+        except LLMError:
+            raise
+        except Exception as exc:
+            err = _translate(exc)
+            log.warning("LLM call to %s failed: %s", request.model, err.detail)
+            raise err from None
+        result.total_seconds = time.perf_counter() - started
+        return result
+
+    async def _once(self, params: dict[str, Any], request: ChatRequest) -> ChatResult:
+        response = await self.client.chat.completions.create(**params)
+        choice = response.choices[0]
+        text = choice.message.content or ""
+        logprobs: list[float] = []
+        if choice.logprobs is not None and choice.logprobs.content:
+            logprobs = [t.logprob for t in choice.logprobs.content]
+        usage = self._usage_from(response.usage, request, text)
+        return ChatResult(
+            text=text,
+            model=response.model or request.model,
+            usage=usage,
+            finish_reason=choice.finish_reason,
+            token_logprobs=logprobs,
+        )
+
+    async def _stream(
+        self,
+        params: dict[str, Any],
+        request: ChatRequest,
+        on_delta: DeltaCallback | None,
+        started: float,
+    ) -> ChatResult:
+        stream = await self.client.chat.completions.create(**params)
+        parts: list[str] = []
+        logprobs: list[float] = []
+        usage_obj: Any = None
+        finish: str | None = None
+        model = request.model
+        first: float | None = None
+        async for chunk in stream:
+            if chunk.model:
+                model = chunk.model
+            if chunk.usage is not None:
+                usage_obj = chunk.usage
+            for choice in chunk.choices or []:
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+                if choice.logprobs is not None and choice.logprobs.content:
+                    logprobs.extend(t.logprob for t in choice.logprobs.content)
+                delta = choice.delta.content if choice.delta is not None else None
+                if delta:
+                    if first is None:
+                        first = time.perf_counter() - started
+                    parts.append(delta)
+                    if on_delta is not None:
+                        await on_delta(delta)
+        text = "".join(parts)
+        return ChatResult(
+            text=text,
+            model=model,
+            usage=self._usage_from(usage_obj, request, text),
+            finish_reason=finish,
+            token_logprobs=logprobs,
+            first_token_seconds=first,
+        )
+
+    def _usage_from(self, usage: Any, request: ChatRequest, text: str) -> Usage:
+        if usage is None or not getattr(usage, "prompt_tokens", None):
+            return Usage(
+                prompt_tokens=self.tokens.count_messages(request.messages, request.model),
+                completion_tokens=self.tokens.count(text, request.model),
+                estimated=True,
+            )
+        prompt_details = getattr(usage, "prompt_tokens_details", None)
+        completion_details = getattr(usage, "completion_tokens_details", None)
+        return Usage(
+            prompt_tokens=int(usage.prompt_tokens or 0),
+            completion_tokens=int(usage.completion_tokens or 0),
+            cached_tokens=int(getattr(prompt_details, "cached_tokens", 0) or 0),
+            reasoning_tokens=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
+        )

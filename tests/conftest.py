@@ -1,0 +1,131 @@
+"""Shared fixtures: a migrated database per test, the fake LLM, settings and deps.
+
+The database is SQLite (a fresh copy of a migrated template file per test) unless
+`TEST_DATABASE_URL` names another one, e.g.
+`postgresql+asyncpg://postgres@127.0.0.1:5432/test`: then the schema is rebuilt once per
+run and every table is truncated (and the workspace-default row re-seeded) after each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.clock import FixedClock
+from bot.db.engine import Database, open_database, upgrade
+from bot.deps import Deps, build_deps
+from bot.settings import Settings, load_settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+ENV_PREFIXES = ("SLACK_", "OPENAI_", "DATABASE_", "QDRANT_", "CANDOR_", "TIKTOKEN_")
+START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("TEST_DATABASE_URL") or None
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's own configuration."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES) and name != "TEST_DATABASE_URL":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+async def _reset_postgres(url: str) -> None:
+    db = open_database(url)
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await upgrade(db)
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database: the Postgres URL, or the path of a SQLite template file."""
+    url = _postgres_url()
+    if url:
+        asyncio.run(_reset_postgres(url))
+        return url
+    template = tmp_path_factory.mktemp("db") / "template.db"
+
+    async def make() -> None:
+        db = open_database(f"sqlite+aiosqlite:///{template}")
+        await upgrade(db)
+        await db.dispose()
+
+    asyncio.run(make())
+    return str(template)
+
+
+@pytest.fixture
+def database_url(migrated_database: str, tmp_path: Path) -> str:
+    if _postgres_url():
+        return migrated_database
+    target = tmp_path / "candor.db"
+    shutil.copy(migrated_database, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+async def truncate_all(db: Database) -> None:
+    async with db.engine.begin() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+        )
+        tables = [r[0] for r in rows]
+        if tables:
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        await conn.execute(
+            text("INSERT INTO channel_settings (workspace_id, channel_id) VALUES ('*', '*')")
+        )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = open_database(database_url)
+    yield database
+    if not database.is_sqlite:
+        await truncate_all(database)
+    await database.dispose()
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeOpenAIServer]:
+    async with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_llm: FakeOpenAIServer, database_url: str) -> Settings:
+    os.environ["OPENAI_API_KEY"] = "sk-test-secret-value"
+    os.environ["OPENAI_BASE_URL"] = fake_llm.url
+    os.environ["OPENAI_MAX_RETRIES"] = "2"
+    os.environ["OPENAI_TIMEOUT_SECONDS"] = "5"
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["CANDOR_DATA_DIR"] = str(tmp_path / "data")
+    return load_settings(None)
+
+
+@pytest.fixture
+async def deps(settings: Settings, db: Database, clock: FixedClock) -> AsyncIterator[Deps]:
+    built = await build_deps(settings, clock=clock, db=db, migrate=False)
+    yield built
+    await built.openai.close()

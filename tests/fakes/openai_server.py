@@ -1,0 +1,242 @@
+"""A fake OpenAI-compatible server: real HTTP on loopback, scripted replies.
+
+Like simonw/llm's fake models, but over the wire, so the real `AsyncOpenAI` client and
+its retries, streaming parser and error mapping are exercised. `enqueue()` scripts the
+next replies; `requests` records every request body the server received.
+
+    async with FakeOpenAIServer() as fake:
+        fake.enqueue("Hello!", usage=True)
+        client = AsyncOpenAI(base_url=fake.url, api_key="test")
+
+Scripted failures: `enqueue_error(429)` (with Retry-After: 0), `enqueue_error(500)`,
+`enqueue_error(400, code="context_length_exceeded")`, `enqueue_error(401)`, and
+`delay` for timeouts and concurrency tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Scripted:
+    text: str = ""
+    status: int = 200
+    error_code: str | None = None
+    error_message: str = ""
+    delay: float = 0.0
+    usage: bool = True
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int = 0
+    logprob: float = -0.05
+    chunk_size: int = 8
+    model: str | None = None
+
+
+@dataclass
+class FakeOpenAIServer:
+    """See the module docstring."""
+
+    default_text: str = "This is the fake model's answer."
+    delay: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        self._queue: deque[Scripted] = deque()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- scripting -------------------------------------------------------------------
+
+    def enqueue(self, text: str, **options: Any) -> None:
+        self._queue.append(Scripted(text=text, **options))
+
+    def enqueue_error(
+        self, status: int, *, code: str | None = None, message: str = "", times: int = 1
+    ) -> None:
+        for _ in range(times):
+            self._queue.append(
+                Scripted(status=status, error_code=code, error_message=message or f"error {status}")
+            )
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> FakeOpenAIServer:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- handlers --------------------------------------------------------------------
+
+    async def _models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        script = self._queue.popleft() if self._queue else Scripted(text=self.default_text)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = script.delay or self.delay
+            if delay:
+                await asyncio.sleep(delay)
+            if script.status != 200:
+                return self._error(script)
+            if body.get("stream"):
+                return await self._stream(request, body, script)
+            return web.json_response(self._completion(body, script))
+        finally:
+            self.in_flight -= 1
+
+    def _error(self, script: Scripted) -> web.Response:
+        headers = {"Retry-After": "0"} if script.status == 429 else {}
+        kind = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            404: "not_found_error",
+            429: "rate_limit_exceeded",
+        }.get(script.status, "server_error")
+        return web.json_response(
+            {"error": {"message": script.error_message, "type": kind, "code": script.error_code}},
+            status=script.status,
+            headers=headers,
+        )
+
+    def _usage(self, body: dict[str, Any], script: Scripted) -> dict[str, Any]:
+        prompt = script.prompt_tokens
+        if prompt is None:
+            prompt = sum(len(json.dumps(m.get("content", ""))) // 4 + 4 for m in body["messages"])
+        completion = script.completion_tokens
+        if completion is None:
+            completion = max(1, len(script.text) // 4)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": script.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+
+    def _completion(self, body: dict[str, Any], script: Scripted) -> dict[str, Any]:
+        logprobs = None
+        if body.get("logprobs"):
+            logprobs = {
+                "content": [
+                    {"token": w, "logprob": script.logprob, "bytes": None, "top_logprobs": []}
+                    for w in script.text.split()
+                ]
+            }
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": script.model or body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": script.text},
+                    "finish_reason": "stop",
+                    "logprobs": logprobs,
+                }
+            ],
+            "usage": self._usage(body, script) if script.usage else None,
+        }
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], script: Scripted
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        model = script.model or body["model"]
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        text = script.text
+        pieces = [text[i : i + script.chunk_size] for i in range(0, len(text), script.chunk_size)]
+        first = True
+        for piece in pieces:
+            delta: dict[str, Any] = {"content": piece}
+            if first:
+                delta["role"] = "assistant"
+                first = False
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+            if body.get("logprobs"):
+                choice["logprobs"] = {
+                    "content": [{"token": piece, "logprob": script.logprob, "bytes": None, "top_logprobs": []}]
+                }
+            await response.write(_sse({**base, "choices": [choice]}))
+        await response.write(
+            _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        )
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        if script.usage and include_usage:
+            await response.write(_sse({**base, "choices": [], "usage": self._usage(body, script)}))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.embedding_requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dims = int(body.get("dimensions") or 64)
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(str(text), dims)}
+            for i, text in enumerate(inputs)
+        ]
+        tokens = sum(len(str(t)) // 4 + 1 for t in inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "text-embedding-3-small"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+
+def fake_embedding(text: str, dims: int = 64) -> list[float]:
+    """A deterministic bag-of-words vector: texts sharing words are close."""
+    vector = [0.0] * dims
+    for word in text.lower().split():
+        digest = hashlib.sha256(word.strip(".,!?;:").encode()).digest()
+        vector[digest[0] % dims] += 1.0
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [v / norm for v in vector]
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()
