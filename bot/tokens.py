@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +99,19 @@ def install_offline_encodings(cache_dir: Path) -> Path:
     return cache_dir
 
 
-class _Encoder(Protocol):
-    def encode(self, text: str, **kwargs: Any) -> list[int]: ...
-
-
 class TokenCounter:
     """Counts tokens per model, loading each encoding once; never needs the network."""
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self._cache_dir = cache_dir
-        self._encoders: dict[str, _Encoder | None] = {}
+        self._encoders: dict[str, Any] = {}
         self._warned = False
         self.backend = "unloaded"
 
-    def _load(self, name: str) -> _Encoder | None:
+    def _load(self, name: str) -> Any:
         if name in self._encoders:
             return self._encoders[name]
-        encoder: _Encoder | None = None
+        encoder: Any = None
         try:
             if "TIKTOKEN_CACHE_DIR" not in os.environ and self._cache_dir is not None:
                 os.environ["TIKTOKEN_CACHE_DIR"] = str(install_offline_encodings(self._cache_dir))

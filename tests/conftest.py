@@ -114,13 +114,17 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fake_llm: FakeOpenAIServer, database_url: str) -> Settings:
-    os.environ["OPENAI_API_KEY"] = "sk-test-secret-value"
-    os.environ["OPENAI_BASE_URL"] = fake_llm.url
-    os.environ["OPENAI_MAX_RETRIES"] = "2"
-    os.environ["OPENAI_TIMEOUT_SECONDS"] = "5"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["CANDOR_DATA_DIR"] = str(tmp_path / "data")
+def settings(
+    tmp_path: Path, fake_llm: FakeOpenAIServer, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings pointing at the fake LLM and the test database (also set in the env,
+    so a CLI run inside the test sees the same)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.url)
+    monkeypatch.setenv("OPENAI_MAX_RETRIES", "2")
+    monkeypatch.setenv("OPENAI_TIMEOUT_SECONDS", "5")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("CANDOR_DATA_DIR", str(tmp_path / "data"))
     return load_settings(None)
 
 

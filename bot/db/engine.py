@@ -15,7 +15,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -85,7 +90,8 @@ async def current_revision(db: Database) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     def read(sync_conn: Connection) -> str | None:
-        return MigrationContext.configure(sync_conn).get_current_revision()
+        heads = MigrationContext.configure(sync_conn).get_current_heads()
+        return ", ".join(sorted(heads)) or None
 
     async with db.engine.connect() as conn:
         return await conn.run_sync(read)

@@ -9,7 +9,7 @@ Migrations in `bot/db/migrations/` create these tables; the models mirror them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -36,7 +36,7 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     """Declarative base for every Candor table."""
 
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
 
 
 class ChannelSettingsRow(Base):

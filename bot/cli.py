@@ -1,0 +1,230 @@
+"""`candor`: the command line, and the composition root.
+
+This is the only module in `bot/` that may import `handlers/` (through `bot.serve`, to
+start the Slack app). Every subcommand builds its dependencies from `Settings` here and
+hands them down; nothing below creates clients on its own.
+
+    candor chat [--channel C] [--user U]           a REPL on the same manager as the bot
+    candor chat --once "question" [--json]         one answer, for scripts
+    candor serve [--http --port N]                 the Slack app (Socket Mode or HTTP)
+    candor db upgrade                              apply database migrations
+    candor manifest [--http --url URL]             print the Slack app manifest
+    candor local-llm [--port N]                    serve the bundled tiny model offline
+    candor kb add|list|remove|search|reindex       the knowledge base
+    candor usage [--user U] [--top] [--period P]   spend tables
+
+Failures print one sentence to stderr and exit non-zero; tracebacks only with
+`CANDOR_LOG_LEVEL=DEBUG`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from bot.errors import CandorError
+from bot.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("candor")
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="candor", description="Candor, a Slack assistant.")
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="talk to Candor in the terminal")
+    chat.add_argument("--channel", default="CLI", help="channel whose settings apply")
+    chat.add_argument("--user", default="cli-user", help="user the spend is charged to")
+    chat.add_argument("--workspace", default="local")
+    chat.add_argument("--once", metavar="QUESTION", help="ask one question and exit")
+    chat.add_argument("--json", action="store_true", help="with --once: print one JSON object")
+
+    serve = sub.add_parser("serve", help="run the Slack app")
+    serve.add_argument("--http", action="store_true", help="HTTP Events API instead of Socket Mode")
+    serve.add_argument("--port", type=int, default=3000)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply all migrations")
+    db_sub.add_parser("current", help="print the current revision")
+
+    manifest = sub.add_parser("manifest", help="print the Slack app manifest")
+    manifest.add_argument("--http", action="store_true")
+    manifest.add_argument("--url", default=None, help="public base URL for HTTP mode")
+
+    local = sub.add_parser("local-llm", help="serve the bundled Gemma 3 270M model offline")
+    local.add_argument("--port", type=int, default=8081)
+    local.add_argument("--host", default="127.0.0.1")
+
+    from bot.cli_kb import add_kb_parser
+    from bot.cli_usage import add_usage_parser
+
+    add_kb_parser(sub)
+    add_usage_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+    except ConfigError as exc:
+        print(f"candor: {exc}", file=sys.stderr)
+        return 2
+    level = settings.candor.log_level.upper()
+    if args.command in ("chat", "kb", "usage", "manifest") and "CANDOR_LOG_LEVEL" not in os.environ:
+        level = "WARNING"  # keep the terminal for the answer; opt in to more with the variable
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "openai._base_client"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    command = _commands()[args.command]
+    try:
+        return asyncio.run(command(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except (ConfigError, CandorError) as exc:
+        message = exc.user_message if isinstance(exc, CandorError) else str(exc)
+        print(f"candor: {message}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        log.debug("failed", exc_info=True)
+        print(f"candor: {args.command} failed ({type(exc).__name__}); rerun with "
+              "CANDOR_LOG_LEVEL=DEBUG for details.", file=sys.stderr)
+        return 1
+
+
+def _commands() -> dict[str, Command]:
+    from bot.cli_kb import run_kb
+    from bot.cli_usage import run_usage
+
+    return {
+        "chat": _chat,
+        "serve": _serve,
+        "db": _db,
+        "manifest": _manifest,
+        "local-llm": _local_llm,
+        "kb": run_kb,
+        "usage": run_usage,
+    }
+
+
+async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.conversation import Turn
+    from bot.deps import build_deps
+
+    if not settings.openai.base_url:
+        settings.require("OPENAI_API_KEY")
+    deps = await build_deps(settings)
+    thread = f"cli-{uuid.uuid4().hex[:12]}"
+    try:
+        if args.once is not None:
+            turn = Turn(
+                workspace_id=args.workspace,
+                channel_id=args.channel,
+                thread_ts=thread,
+                user_id=args.user,
+                text=args.once,
+                event_id=f"cli-{uuid.uuid4().hex}",
+            )
+            if args.json:
+                answer = await deps.manager.reply(turn)
+                print(json.dumps(answer.as_dict(), ensure_ascii=False))
+            else:
+                answer = await deps.manager.reply(turn, _print_delta)
+                _print_footer(answer)
+            return 0
+        print(f"Candor chat as {args.user} in {args.channel}. Ctrl-D to quit.", file=sys.stderr)
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                print(file=sys.stderr)
+                return 0
+            if not line.strip():
+                continue
+            turn = Turn(
+                workspace_id=args.workspace,
+                channel_id=args.channel,
+                thread_ts=thread,
+                user_id=args.user,
+                text=line,
+                event_id=f"cli-{uuid.uuid4().hex}",
+            )
+            try:
+                sys.stdout.write("candor> ")
+                answer = await deps.manager.reply(turn, _print_delta)
+                _print_footer(answer)
+            except CandorError as exc:
+                print(f"\n{exc.user_message}", file=sys.stderr)
+    finally:
+        await deps.close()
+
+
+async def _print_delta(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _print_footer(answer: Any) -> None:
+    sys.stdout.write("\n")
+    for citation in answer.citations:
+        print(f"  [{citation.index}] {citation.title} — {citation.link}")
+    for notice in answer.notices:
+        print(f"  note: {notice}")
+    usage = answer.usage
+    estimated = " (estimated)" if usage.estimated else ""
+    seconds = answer.timings.get("total_ms", 0.0) / 1000
+    print(
+        f"[{answer.model} · {usage.prompt_tokens} prompt + {usage.completion_tokens} "
+        f"completion tokens{estimated} · {seconds:.1f} s]",
+        file=sys.stderr,
+    )
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.serve import serve
+
+    await serve(settings, http=args.http, port=args.port)
+    return 0
+
+
+async def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db.engine import current_revision, open_database, upgrade
+
+    db = open_database(settings.database_url)
+    try:
+        if args.db_command == "upgrade":
+            await upgrade(db)
+        print(f"database at revision {await current_revision(db)}")
+    finally:
+        await db.dispose()
+    return 0
+
+
+async def _manifest(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.manifest import render_manifest
+
+    if args.http and not args.url:
+        raise ConfigError("candor manifest --http needs --url, the public base URL of the bot.")
+    print(render_manifest(http=args.http, url=args.url))
+    return 0
+
+
+async def _local_llm(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.local_llm import run_local_llm
+
+    return await run_local_llm(host=args.host, port=args.port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

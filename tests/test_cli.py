@@ -1,0 +1,89 @@
+"""`candor chat` end to end: the same manager, the real database, the fake LLM.
+
+`main()` runs its own event loop, so each test runs it in a worker thread while the
+fake LLM server keeps serving on the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from bot.cli import main
+from bot.settings import Settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+
+async def run(argv: Sequence[str]) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_chat_once_json_prints_one_object(
+    settings: Settings, fake_llm: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_llm.enqueue("Forty-two.", prompt_tokens=30, completion_tokens=3)
+    code = await run(["--env-file", "/nonexistent", "chat", "--channel", "C9", "--once", "Meaning?", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["answer"] == "Forty-two."
+    assert payload["model"] == "gpt-4o-mini"
+    assert payload["usage"]["prompt_tokens"] == 30
+    assert payload["usage"]["completion_tokens"] == 3
+    assert payload["sources"] == []
+    assert fake_llm.last["messages"][-1] == {"role": "user", "content": "Meaning?"}
+
+
+async def test_chat_once_streams_then_prints_usage(
+    settings: Settings, fake_llm: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_llm.enqueue("Streamed answer.", prompt_tokens=10, completion_tokens=4)
+    assert await run(["chat", "--once", "Hello?"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "Streamed answer."
+    assert "[gpt-4o-mini · 10 prompt + 4 completion tokens" in captured.err
+
+
+async def test_chat_repl_keeps_the_thread(
+    settings: Settings,
+    fake_llm: FakeOpenAIServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = iter(["first question", "second question"])
+
+    def fake_input(prompt: str = "") -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    fake_llm.enqueue("first answer")
+    fake_llm.enqueue("second answer")
+    assert await run(["chat"]) == 0
+    contents = [m["content"] for m in fake_llm.last["messages"][1:]]
+    assert contents == ["first question", "first answer", "second question"]
+
+
+async def test_llm_failure_is_one_sentence_and_exit_code_1(
+    settings: Settings, fake_llm: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_llm.enqueue_error(401, times=3)
+    assert await run(["chat", "--once", "Hi"]) == 1
+    err = capsys.readouterr().err
+    assert "candor: Candor could not sign in to the language model" in err
+    assert "Traceback" not in err and "sk-test-secret-value" not in err
+
+
+async def test_missing_api_key_is_explained(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run(["chat", "--once", "Hi"]) == 1
+    assert "OPENAI_API_KEY is not set" in capsys.readouterr().err
+
+
+async def test_db_upgrade_reports_revision(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run(["db", "upgrade"]) == 0
+    assert "database at revision" in capsys.readouterr().out
