@@ -367,7 +367,7 @@ class ConversationManager:
     async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
         model = answer.model
         try:
-            async with self.db.sessions.begin() as session:
+            async with self.db.write() as session:
                 await repo.add_turn(
                     session,
                     workspace_id=turn.workspace_id,

@@ -7,7 +7,10 @@ SQLite gets WAL and a busy timeout so concurrent writers wait instead of failing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,28 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 @dataclass(frozen=True)
 class Database:
-    """An async engine plus its session factory."""
+    """An async engine plus its session factory.
+
+    `write()` opens a transaction for writing. On SQLite it first takes an in-process
+    lock: SQLite allows one writer at a time, and its busy handler backs off with sleeps
+    of up to 100 ms, so hundreds of concurrent writers queueing inside SQLite take
+    seconds each; queueing them on an `asyncio.Lock` takes milliseconds. (SQLite is a
+    single-process store, so this lock is not state a second replica would miss; on
+    Postgres `write()` is a plain transaction.)
+    """
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    write_lock: asyncio.Lock | None = field(default=None, compare=False)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        if self.write_lock is None:
+            async with self.sessions.begin() as session:
+                yield session
+            return
+        async with self.write_lock, self.sessions.begin() as session:
+            yield session
 
     @property
     def is_sqlite(self) -> bool:
@@ -48,14 +69,20 @@ def open_database(url: str, *, echo: bool = False) -> Database:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
+        kwargs["pool_timeout"] = 120
     else:
         kwargs["pool_size"] = 20
         kwargs["max_overflow"] = 20
         kwargs["pool_pre_ping"] = True
+        kwargs["pool_timeout"] = 120
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return Database(engine=engine, sessions=async_sessionmaker(engine, expire_on_commit=False))
+    return Database(
+        engine=engine,
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        write_lock=asyncio.Lock() if url.startswith("sqlite") else None,
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
