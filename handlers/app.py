@@ -1,0 +1,145 @@
+"""Wiring the Slack surface: Web API client, Bolt app, and the two transports.
+
+`SlackRuntime.build(deps)` makes the `AsyncWebClient` (pointed at `SLACK_API_URL`, with
+Slack's `ratelimited` answers retried after `Retry-After`), the Bolt `AsyncApp` with every
+handler registered, and the `SlackSurface` the handlers share. Then either:
+
+- `start_socket()`: Socket Mode over aiohttp (no public URL; the laptop default), or
+- `start_http(port)`: an aiohttp server with `POST /slack/events` (Events API, slash
+  commands and interactivity all arrive here, signed) and `GET /healthz`.
+
+`shutdown(grace)` stops taking new events (the listening socket closes, the WebSocket
+disconnects, and a request that still slips in gets 503 so Slack retries elsewhere), lets
+answers in flight finish for `grace` seconds, and cuts off the rest with a visible note.
+Tests build the runtime the same way and start HTTP on port 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.deps import Deps
+from bot.settings import Settings
+from handlers import register_all
+from handlers.slack_io import SlackSurface
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+
+
+def build_client(settings: Settings) -> AsyncWebClient:
+    """The bot's Web API client; retries connection errors and Slack rate limits."""
+    token = settings.slack.bot_token.get_secret_value() if settings.slack.bot_token else None
+    return AsyncWebClient(
+        token=token,
+        base_url=settings.slack.api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def build_app(deps: Deps, client: AsyncWebClient) -> AsyncApp:
+    """The Bolt app with every surface registered (events, actions, commands, home)."""
+    secret = deps.settings.slack.signing_secret
+    app = AsyncApp(
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else "",
+        process_before_response=False,
+    )
+    register_all(app, deps)
+    return app
+
+
+@dataclass
+class SlackRuntime:
+    """The running Slack surface; see the module docstring."""
+
+    deps: Deps
+    client: AsyncWebClient
+    app: AsyncApp
+    surface: SlackSurface
+    port: int | None = None
+    _runner: web.AppRunner | None = None
+    _site: web.TCPSite | None = None
+    _socket: AsyncSocketModeHandler | None = None
+    _stopped: bool = field(default=False)
+
+    @classmethod
+    def build(cls, deps: Deps, client: AsyncWebClient | None = None) -> SlackRuntime:
+        client = client or build_client(deps.settings)
+        surface = SlackSurface(client, max_image_bytes=deps.settings.slack.max_image_bytes)
+        deps.extras["slack"] = surface
+        deps.extras["slack_client"] = client
+        return cls(deps=deps, client=client, app=build_app(deps, client), surface=surface)
+
+    # --- HTTP ------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        web_app = web.Application()
+        web_app.router.add_post(EVENTS_PATH, self._events)
+        web_app.router.add_get(HEALTH_PATH, self._health)
+        return web_app
+
+    async def start_http(self, port: int, host: str = "0.0.0.0") -> int:
+        """Serve Slack's HTTP requests on `port` (0 picks one); returns the bound port."""
+        self._runner = web.AppRunner(self.web_app(), access_log=None)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, host, port)
+        await self._site.start()
+        self.port = int(self._runner.addresses[0][1])
+        log.info("Candor is listening for Slack on http://%s:%d%s", host, self.port, EVENTS_PATH)
+        return self.port
+
+    async def _events(self, request: web.Request) -> web.Response:
+        if not self.surface.accepting:
+            return web.Response(status=503, text="Candor is restarting")
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        status = 200 if self.surface.accepting else 503
+        return web.json_response(
+            {"ok": status == 200, "in_flight": len(self.surface.tasks)}, status=status
+        )
+
+    # --- Socket Mode -----------------------------------------------------------------
+
+    async def start_socket(self, app_token: str) -> None:
+        """Connect to Slack over Socket Mode (returns once connected)."""
+        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client)
+        await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        log.info("Candor is connected to Slack over Socket Mode")
+
+    # --- shutdown --------------------------------------------------------------------
+
+    async def shutdown(self, grace_seconds: float = 20.0) -> None:
+        """Stop accepting, drain answers for `grace_seconds`, cut off the rest, close."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.surface.accepting = False
+        if self._site is not None:
+            await self._site.stop()
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        cut = await self.surface.drain(grace_seconds)
+        if cut:
+            log.warning("Cut off %d answers still running after %.0f s", cut, grace_seconds)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.surface.close()

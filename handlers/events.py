@@ -1,0 +1,255 @@
+"""Mentions, DMs and thread follow-ups: when Candor answers, and the one answer it gives.
+
+Where Candor answers (parsed here, decided by `bot/` where it is a rule):
+
+- `app_mention` in a channel;
+- every `message` in a DM (`channel_type == "im"`);
+- a follow-up `message` in a thread Candor already answered (`manager.has_thread`).
+
+Never: messages from bots (its own included), edits, deletions and other subtypes
+(`file_share` and `thread_broadcast` are real messages), channels an admin disabled (no
+word there). A channel message that mentions Candor arrives twice, as `app_mention` and as
+`message`; the `message` copy is dropped here and, should both still run, the claim below
+is keyed on the message (channel + ts), not on the event id, so only one answers.
+
+Bolt acknowledges the event before the listener runs (`process_before_response=False`);
+the listener only parses and hands the work to `SlackSurface.spawn`, a tracked task, so
+the HTTP response never waits on the LLM and shutdown can drain answers. The claim in the
+database (`repo.claim_event`) makes Slack's retries and a second replica harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncAssistant, AsyncBoltContext
+from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import (
+    AsyncSetSuggestedPrompts,
+)
+from slack_sdk.errors import SlackApiError
+
+from bot.conversation import Turn
+from bot.db import repo
+from bot.deps import Deps
+from bot.errors import CandorError, ChannelDisabled
+from bot.ports import OverBudget
+from handlers import render
+from handlers.slack_io import Reply, SlackSurface, strip_mention
+
+log = logging.getLogger(__name__)
+
+#: Message subtypes that are still a person writing to Candor.
+ANSWERABLE_SUBTYPES = (None, "file_share", "thread_broadcast")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A user message Candor may answer, parsed from an event."""
+
+    kind: str  # "app_mention" | "message"
+    event_id: str
+    team_id: str
+    channel: str
+    user: str
+    text: str
+    ts: str
+    thread_ts: str
+    in_thread: bool
+    is_dm: bool
+    needs_known_thread: bool
+    files: tuple[dict[str, Any], ...]
+    bot_user_id: str | None
+    bot_id: str | None
+
+    @property
+    def claim_key(self) -> str:
+        return f"msg:{self.team_id}:{self.channel}:{self.ts}"
+
+    @property
+    def thread_key(self) -> str:
+        return f"{self.team_id}:{self.channel}:{self.thread_ts}"
+
+
+def parse(body: dict[str, Any], context: AsyncBoltContext) -> Incoming | None:
+    """The `Incoming` for an event Candor should look at, or None to ignore it."""
+    event = body.get("event") or {}
+    kind = str(event.get("type") or "")
+    bot_user_id = context.bot_user_id
+    user = event.get("user")
+    if (
+        kind not in ("app_mention", "message")
+        or event.get("subtype") not in ANSWERABLE_SUBTYPES
+        or event.get("bot_id")
+        or event.get("bot_profile")
+        or not user
+        or user == bot_user_id
+    ):
+        return None
+    text = str(event.get("text") or "")
+    channel_type = event.get("channel_type")
+    is_dm = channel_type == "im"
+    needs_known_thread = False
+    if kind == "message" and not is_dm:
+        if bot_user_id and f"<@{bot_user_id}>" in text:
+            return None  # the app_mention copy of this message answers it
+        if not event.get("thread_ts") or event.get("thread_ts") == event.get("ts"):
+            return None  # channel chatter outside Candor's threads
+        needs_known_thread = True
+    ts = str(event.get("ts"))
+    thread_ts = str(event.get("thread_ts") or ts)
+    return Incoming(
+        kind=kind,
+        event_id=str(body.get("event_id") or ""),
+        team_id=str(body.get("team_id") or event.get("team") or context.team_id or ""),
+        channel=str(event.get("channel")),
+        user=str(user),
+        text=strip_mention(text, bot_user_id),
+        ts=ts,
+        thread_ts=thread_ts,
+        in_thread=thread_ts != ts,
+        is_dm=is_dm,
+        needs_known_thread=needs_known_thread,
+        files=tuple(event.get("files") or ()),
+        bot_user_id=bot_user_id,
+        bot_id=context.bot_id,
+    )
+
+
+def surface_of(deps: Deps) -> SlackSurface:
+    surface = deps.extras.get("slack")
+    if not isinstance(surface, SlackSurface):
+        raise RuntimeError("deps.extras['slack'] must hold the SlackSurface (see handlers.app)")
+    return surface
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Listen for mentions, DMs, thread follow-ups and assistant threads."""
+    surface = surface_of(deps)
+
+    async def on_event(body: dict[str, Any], context: AsyncBoltContext) -> None:
+        incoming = parse(body, context)
+        if incoming is not None:
+            surface.spawn(answer(deps, surface, incoming))
+
+    app.event("app_mention")(on_event)
+    app.event("message")(on_event)
+
+    assistant = AsyncAssistant()
+
+    @assistant.thread_started
+    async def offer_prompts(set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+        try:
+            await set_suggested_prompts(prompts=render.SUGGESTED_PROMPTS, title="Try asking:")
+        except SlackApiError as exc:
+            log.info("Could not set suggested prompts: %s", exc.response.get("error"))
+
+    @assistant.thread_context_changed
+    async def context_changed() -> None:
+        """Candor reads the channel from each message, so there is nothing to store."""
+
+    app.use(assistant)
+
+
+async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
+    """Answer one message exactly once; every failure ends in one sentence (or silence)."""
+    manager = deps.manager
+    known_thread = await manager.has_thread(incoming.thread_key) if incoming.in_thread else False
+    if incoming.needs_known_thread and not known_thread:
+        return
+    async with deps.db.sessions.begin() as session:
+        if not await repo.claim_event(session, event_id=incoming.claim_key, kind=incoming.kind):
+            log.info(
+                "Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id
+            )
+            return
+    settings = await manager.channel_settings(incoming.team_id, incoming.channel)
+    if not settings.enabled:
+        await _mark(deps, incoming, "disabled")
+        return
+
+    client = surface.client
+    indicator = await surface.start_indicator(
+        incoming.channel, incoming.thread_ts, incoming.ts, incoming.is_dm
+    )
+    reply = Reply(
+        client,
+        channel=incoming.channel,
+        thread_ts=incoming.thread_ts,
+        team_id=incoming.team_id,
+        user_id=incoming.user,
+    )
+    status = "failed"
+    try:
+        turn = await _turn(surface, incoming, known_thread)
+        result = await manager.reply(turn, on_delta=reply.delta)
+        await indicator.stop()
+        await reply.finish(result)
+        status = "answered"
+    except OverBudget as exc:
+        await client.chat_postEphemeral(
+            channel=incoming.channel,
+            user=incoming.user,
+            thread_ts=incoming.thread_ts,
+            text=exc.user_message,
+        )
+        status = "over_budget"
+    except ChannelDisabled:
+        status = "disabled"
+    except CandorError as exc:
+        log.info("Answer to %s failed: %r", incoming.claim_key, exc)
+        await _tell(reply, exc.user_message)
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            log.exception("Answer to %s failed", incoming.claim_key)
+            await _tell(reply, render.GENERIC_FAILURE)
+        else:  # cancelled: Candor is shutting down
+            status = "cut_off"
+            await _tell(reply, None)
+            raise
+    finally:
+        await indicator.stop()
+        await _mark(deps, incoming, status)
+
+
+async def _turn(surface: SlackSurface, incoming: Incoming, known_thread: bool) -> Turn:
+    history = None
+    if incoming.in_thread and not known_thread:
+        history = await surface.thread_history(
+            incoming.channel, incoming.thread_ts, incoming.ts, incoming.bot_user_id, incoming.bot_id
+        )
+    return Turn(
+        workspace_id=incoming.team_id,
+        channel_id=incoming.channel,
+        thread_ts=incoming.thread_ts,
+        user_id=incoming.user,
+        text=incoming.text,
+        event_id=incoming.event_id or incoming.claim_key,
+        attachments=await surface.attachments(list(incoming.files)),
+        user_name=await surface.user_name(incoming.user),
+        channel_name="a direct message"
+        if incoming.is_dm
+        else await surface.channel_name(incoming.channel),
+        is_dm=incoming.is_dm,
+        history_fallback=history or None,
+    )
+
+
+async def _tell(reply: Reply, sentence: str | None) -> None:
+    """Show a failure (or the cut-off note when `sentence` is None); never raise."""
+    try:
+        if sentence is None:
+            await reply.cut_off()
+        else:
+            await reply.fail(sentence)
+    except Exception:
+        log.exception("Could not tell the user about a failure")
+
+
+async def _mark(deps: Deps, incoming: Incoming, status: str) -> None:
+    try:
+        async with deps.db.sessions.begin() as session:
+            await repo.mark_event(session, event_id=incoming.claim_key, status=status)
+    except Exception:
+        log.warning("Could not mark %s as %s", incoming.claim_key, status, exc_info=True)

@@ -1,0 +1,250 @@
+"""Turning an `Answer` into what Slack shows: mrkdwn, message splits, the footer.
+
+Everything here is pure (no Slack client), so it is tested directly:
+
+- `to_mrkdwn(markdown)`: models write CommonMark; Slack's `chat.postMessage` text wants
+  mrkdwn. Bold, links, headings, strike-through and bullets are rewritten; code blocks and
+  inline code are left untouched; `&`, `<`, `>` are escaped except in Slack's own tokens
+  (`<@U1>`, `<#C1>`, `<https://...|x>`). The streaming API (`chat.appendStream`) takes
+  markdown as is, so the streamed path sends the model's text unchanged.
+- `MessageSplitter`: Slack refuses long messages (`msg_too_long`), so answers are cut
+  into messages of about `SOFT_LIMIT` characters while they stream: at a line boundary
+  once past the soft limit, mid-line only past `HARD_LIMIT`, and a code fence that is open
+  at a cut is closed and reopened in the next message.
+- `footer_blocks` / `footer_text`: sources, notices and a context line (model, tokens).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot.conversation import Answer
+
+SOFT_LIMIT = 3_500
+HARD_LIMIT = 3_900
+CUT_OFF = "…(answer cut off: Candor was restarting)"
+EMPTY_ANSWER = "The model returned an empty answer; please try asking again in other words."
+GENERIC_FAILURE = "Sorry, something went wrong on Candor's side; the team has been told."
+FEEDBACK_ACTION = "candor_feedback"
+
+SUGGESTED_PROMPTS: list[dict[str, str]] = [
+    {"title": "Ask the knowledge base", "message": "What is our process for shipping a release?"},
+    {"title": "Summarize", "message": "Summarize the key points of this text for me:"},
+    {"title": "Draft a reply", "message": "Help me write a short, friendly reply to:"},
+]
+
+# --- markdown -> mrkdwn -------------------------------------------------------------
+
+_FENCE = re.compile(r"(```.*?(?:```|\Z))", re.S)
+_INLINE_CODE = re.compile(r"(`[^`\n]+`)")
+_SLACK_TOKEN = re.compile(r"<(?:[@#!][^<>\s]+|(?:https?|mailto):[^<>\s]+)(?:\|[^<>]*)?>")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_ITALIC = re.compile(r"(?<![*\w])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![*\w])")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+", re.M)
+_BOLD_MARK = "\x00B\x00"
+
+
+def _escape(text: str) -> str:
+    """Escape `&`, `<`, `>` the way Slack requires, keeping Slack tokens and quotes."""
+    out: list[str] = []
+    last = 0
+    for match in _SLACK_TOKEN.finditer(text):
+        out.append(_escape_plain(text[last : match.start()]))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(_escape_plain(text[last:]))
+    return "".join(out)
+
+
+def _escape_plain(text: str) -> str:
+    text = re.sub(r"&(?!(?:amp|lt|gt);)", "&amp;", text)
+    text = text.replace("<", "&lt;")
+    # A `>` opening a line is a block quote in both dialects; keep it.
+    return re.sub(r"(?<!^)(?<!\n)>", "&gt;", text)
+
+
+def _inline(text: str) -> str:
+    """Convert one run of prose (no code) from markdown to mrkdwn."""
+    text = _escape(text)
+    text = _IMAGE.sub(lambda m: f"<{m.group(2)}|{m.group(1) or m.group(2)}>", text)
+    text = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", text)
+    text = _HEADING.sub(lambda m: f"{_BOLD_MARK}{m.group(1).replace('**', '')}{_BOLD_MARK}", text)
+    text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", text)
+    text = _ITALIC.sub(lambda m: f"_{m.group(1)}_", text)
+    text = _STRIKE.sub(lambda m: f"~{m.group(1)}~", text)
+    text = _BULLET.sub(lambda m: f"{m.group(1)}• ", text)
+    return text.replace(_BOLD_MARK, "*")
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Model markdown -> Slack mrkdwn; code (fenced and inline) is left untouched."""
+    out: list[str] = []
+    for i, part in enumerate(_FENCE.split(markdown)):
+        if i % 2 == 1:
+            out.append(part)
+            continue
+        for j, piece in enumerate(_INLINE_CODE.split(part)):
+            out.append(piece if j % 2 == 1 else _inline(piece))
+    return "".join(out)
+
+
+# --- splitting ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Break:
+    """Marker between two messages in `MessageSplitter.feed`'s output."""
+
+
+BREAK = Break()
+
+
+class MessageSplitter:
+    """Cuts streamed text into Slack-sized messages; see the module docstring.
+
+    `feed(delta)` returns the text to append to the current message, with `BREAK`
+    wherever a new message must begin. Only whole lines decide fence state, so a fence
+    marker split across two deltas is still recognised.
+    """
+
+    def __init__(self, soft: int = SOFT_LIMIT, hard: int = HARD_LIMIT) -> None:
+        self.soft = soft
+        self.hard = hard
+        self.current = 0
+        self.line = ""
+        self.fence: str | None = None
+
+    def feed(self, text: str) -> list[str | Break]:
+        out: list[str | Break] = []
+        for piece in re.split(r"(?<=\n)", text):
+            if piece:
+                self._piece(piece, out)
+        return out
+
+    def _piece(self, piece: str, out: list[str | Break]) -> None:
+        if self.current >= self.soft and not self.line:
+            self._cut(out, mid_line=False)
+        while self.current + len(piece) > self.hard:
+            room = max(1, self.hard - self.current - 4)
+            head = piece[:room]
+            space = head.rfind(" ")
+            if space > room // 2:
+                head = head[: space + 1]
+            self._emit(head, out)
+            piece = piece[len(head) :]
+            self._cut(out, mid_line=True)
+        self._emit(piece, out)
+
+    def _emit(self, text: str, out: list[str | Break]) -> None:
+        if not text:
+            return
+        out.append(text)
+        self.current += len(text)
+        self.line += text
+        if self.line.endswith("\n"):
+            stripped = self.line.strip()
+            if stripped.startswith("```"):
+                self.fence = None if self.fence is not None else stripped
+            self.line = ""
+
+    def _cut(self, out: list[str | Break], *, mid_line: bool) -> None:
+        fence = self.fence
+        if fence is not None:
+            out.append("\n```" if mid_line else "```")
+        out.append(BREAK)
+        self.current = 0
+        if fence is not None:
+            out.append(fence + "\n")
+            self.current = len(fence) + 1
+        if mid_line:
+            self.line = ""
+
+
+def split_message(text: str, soft: int = SOFT_LIMIT, hard: int = HARD_LIMIT) -> list[str]:
+    """Split a whole text the same way streaming would."""
+    parts = [""]
+    for item in MessageSplitter(soft, hard).feed(text):
+        if isinstance(item, Break):
+            parts.append("")
+        else:
+            parts[-1] += item
+    return [p for p in parts if p.strip()] or [""]
+
+
+# --- footer -------------------------------------------------------------------------
+
+
+def sources_line(answer: Answer) -> str | None:
+    if not answer.citations:
+        return None
+    links = []
+    for c in answer.citations:
+        title = c.title.replace("|", "/").replace(">", "").replace("<", "") or c.link
+        links.append(f"[{c.index}] <{c.link}|{title}>" if c.link else f"[{c.index}] {title}")
+    return "Sources: " + "  ".join(links)
+
+
+def context_line(answer: Answer) -> str:
+    usage = answer.usage
+    tokens = f"{usage.total_tokens:,} tokens ({usage.prompt_tokens:,} in, {usage.completion_tokens:,} out)"
+    if usage.estimated:
+        tokens += ", estimated"
+    return f"{answer.model} · {tokens}"
+
+
+def footer_text(answer: Answer) -> str:
+    """The footer as mrkdwn lines, for messages sent as plain text."""
+    lines = []
+    sources = sources_line(answer)
+    if sources:
+        lines.append(sources)
+    lines.extend(f"⚠️ {_escape(n)}" for n in answer.notices)
+    lines.append(f"_{context_line(answer)}_")
+    return "\n".join(lines)
+
+
+def footer_blocks(answer: Answer) -> list[dict[str, Any]]:
+    """The footer as Block Kit: sources, notices, a context line and feedback buttons."""
+    blocks: list[dict[str, Any]] = []
+    sources = sources_line(answer)
+    if sources:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": sources}})
+    for notice in answer.notices:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"⚠️ {_escape(notice)}"}]}
+        )
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context_line(answer)}]}
+    )
+    if answer.answer_id is not None:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "candor_feedback",
+                "elements": [
+                    _button("👍 Helpful", f"up:{answer.answer_id}"),
+                    _button("👎 Not helpful", f"down:{answer.answer_id}"),
+                ],
+            }
+        )
+    return blocks
+
+
+def _button(label: str, value: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "action_id": f"{FEEDBACK_ACTION}_{value.split(':', 1)[0]}",
+        "value": value,
+    }
+
+
+def megabytes(size: int) -> str:
+    value = f"{size / (1024 * 1024):.1f}".rstrip("0").rstrip(".")
+    return f"{value} MB"

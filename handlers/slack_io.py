@@ -1,0 +1,401 @@
+"""Talking to Slack for one answer: the working indicator, the reply, files and history.
+
+`SlackSurface` is what the event handlers share (kept in `deps.extras["slack"]`): the
+Web API client, the set of in-flight answer tasks (so shutdown can drain them), an HTTP
+session for file downloads and a short TTL cache of user and channel names (names only:
+nothing a second replica could disagree about in a way that matters).
+
+`Reply` owns the Slack messages of one answer. It streams with `chat.startStream` /
+`appendStream` / `stopStream` (markdown as the model wrote it); when Slack refuses the
+stream it falls back, for good, to `chat.postMessage` + throttled `chat.update` (mrkdwn).
+Text runs through `MessageSplitter`, so a long answer becomes several messages instead of
+failing with `msg_too_long`. Each way an answer can end has one method: `finish`, `fail`,
+`cut_off`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.conversation import Answer, Attachment, HistoryMessage
+from handlers import render
+
+log = logging.getLogger(__name__)
+
+THINKING_STATUS = "is thinking…"
+THINKING_REACTION = "eyes"
+NAME_TTL_SECONDS = 300.0
+NAME_CACHE_MAX = 5_000
+
+
+@dataclass
+class SlackSurface:
+    """Shared state of the Slack surface (one per process); see the module docstring."""
+
+    client: AsyncWebClient
+    max_image_bytes: int = 5 * 1024 * 1024
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    accepting: bool = True
+    _names: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    _http: aiohttp.ClientSession | None = None
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        """Run `work` in the background, tracked for shutdown; None once draining."""
+        if not self.accepting:
+            work.close()
+            return None
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (a deadline, not a cancel scope)
+        """Wait until no answer is in flight (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        for _ in range(3):  # let listeners Bolt just scheduled spawn their task
+            await asyncio.sleep(0)
+        while self.tasks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{len(self.tasks)} answers still in flight")
+            await asyncio.wait(set(self.tasks), timeout=left)
+            await asyncio.sleep(0)
+
+    async def drain(self, grace_seconds: float) -> int:
+        """Stop taking work, let answers finish for `grace_seconds`, cut off the rest."""
+        self.accepting = False
+        pending = set(self.tasks)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # --- names (short TTL cache) -----------------------------------------------------
+
+    async def user_name(self, user_id: str) -> str | None:
+        async def fetch() -> str | None:
+            user = (await self.client.users_info(user=user_id))["user"]
+            profile = user.get("profile") or {}
+            name = profile.get("display_name") or user.get("real_name") or user.get("name")
+            return str(name) if name else None
+
+        return await self._cached(f"u:{user_id}", fetch)
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        async def fetch() -> str | None:
+            channel = (await self.client.conversations_info(channel=channel_id))["channel"]
+            return f"#{channel['name']}" if channel.get("name") else None
+
+        return await self._cached(f"c:{channel_id}", fetch)
+
+    async def _cached(self, key: str, fetch: Any) -> str | None:
+        now = time.monotonic()
+        hit = self._names.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            value: str | None = await fetch()
+        except (SlackApiError, KeyError, TypeError):
+            value = None
+        if len(self._names) >= NAME_CACHE_MAX:
+            self._names.clear()  # crude, but bounded; names are cheap to fetch again
+        self._names[key] = (now + NAME_TTL_SECONDS, value)
+        return value
+
+    # --- files and history -----------------------------------------------------------
+
+    async def attachments(self, files: list[dict[str, Any]]) -> tuple[Attachment, ...]:
+        """Download the images among `files` with the bot token (others are skipped)."""
+        out: list[Attachment] = []
+        for f in files:
+            mimetype = str(f.get("mimetype") or "")
+            if not mimetype.startswith("image/"):
+                continue
+            out.append(await self._download(f, mimetype))
+        return tuple(out)
+
+    async def _download(self, f: dict[str, Any], mimetype: str) -> Attachment:
+        name = str(f.get("name") or f.get("title") or "image")
+        limit = self.max_image_bytes
+        size = int(f.get("size") or 0)
+        if size > limit:
+            return _too_big(name, mimetype, size, limit)
+        url = f.get("url_private_download") or f.get("url_private")
+        failed = Attachment(name, mimetype, None, f"I could not download {name} from Slack.")
+        if not url:
+            return failed
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        headers = {"Authorization": f"Bearer {self.client.token}"}
+        try:
+            async with self._http.get(str(url), headers=headers) as response:
+                # Without a valid token Slack answers 200 with its HTML login page.
+                if response.status != 200 or response.content_type == "text/html":
+                    log.warning("Download of %s failed: HTTP %s", name, response.status)
+                    return failed
+                data = await response.content.read(limit + 1)
+        except (aiohttp.ClientError, TimeoutError):
+            log.warning("Download of %s failed", name, exc_info=True)
+            return failed
+        if len(data) > limit:
+            return _too_big(name, mimetype, len(data), limit)
+        return Attachment(name, mimetype, data)
+
+    async def thread_history(
+        self,
+        channel: str,
+        thread_ts: str,
+        current_ts: str,
+        bot_user_id: str | None,
+        bot_id: str | None,
+    ) -> tuple[HistoryMessage, ...]:
+        """Rebuild a thread from `conversations.replies` when the database has none."""
+        try:
+            response = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=200
+            )
+        except SlackApiError as exc:
+            log.warning("conversations.replies failed: %s", exc.response.get("error"))
+            return ()
+        history: list[HistoryMessage] = []
+        for m in response.get("messages") or []:
+            if m.get("ts") == current_ts or m.get("subtype") not in (
+                None,
+                "file_share",
+                "thread_broadcast",
+            ):
+                continue
+            text = strip_mention(str(m.get("text") or ""), bot_user_id)
+            if not text:
+                continue
+            mine = (bot_user_id and m.get("user") == bot_user_id) or (
+                bot_id and m.get("bot_id") == bot_id
+            )
+            if mine:
+                history.append(HistoryMessage("assistant", text))
+            elif not m.get("bot_id"):
+                history.append(HistoryMessage("user", text))
+        return tuple(history)
+
+    # --- indicator -------------------------------------------------------------------
+
+    async def start_indicator(
+        self, channel: str, thread_ts: str, ts: str, is_dm: bool
+    ) -> Indicator:
+        """Show that Candor is working: assistant status in DM threads, else a reaction."""
+        if is_dm:
+            try:
+                await self.client.assistant_threads_setStatus(
+                    channel_id=channel, thread_ts=thread_ts, status=THINKING_STATUS
+                )
+                return Indicator(self.client, channel, thread_ts, status=True)
+            except SlackApiError:
+                pass  # not an assistant thread; a reaction works everywhere
+        try:
+            await self.client.reactions_add(channel=channel, timestamp=ts, name=THINKING_REACTION)
+            return Indicator(self.client, channel, ts, reaction=True)
+        except SlackApiError:
+            return Indicator(self.client, channel, ts)
+
+
+def _too_big(name: str, mimetype: str, size: int, limit: int) -> Attachment:
+    message = f"I skipped {name}: it is {render.megabytes(size)} and the limit is {render.megabytes(limit)}."
+    return Attachment(name, mimetype, None, message)
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    if bot_user_id:
+        text = text.replace(f"<@{bot_user_id}>", "")
+    return text.strip()
+
+
+@dataclass
+class Indicator:
+    """The working indicator of one answer; `stop()` is safe to call in every path."""
+
+    client: AsyncWebClient
+    channel: str
+    ts: str
+    status: bool = False
+    reaction: bool = False
+
+    async def stop(self) -> None:
+        try:
+            if self.reaction:
+                self.reaction = False
+                await self.client.reactions_remove(
+                    channel=self.channel, timestamp=self.ts, name=THINKING_REACTION
+                )
+            if self.status:
+                self.status = False
+                await self.client.assistant_threads_setStatus(
+                    channel_id=self.channel, thread_ts=self.ts, status=""
+                )
+        except SlackApiError as exc:
+            log.info("Could not clear the indicator: %s", exc.response.get("error"))
+
+
+@dataclass
+class _Segment:
+    """One Slack message of an answer."""
+
+    ts: str | None = None
+    text: str = ""  # markdown of this message so far
+    sent: int = 0  # characters of `text` Slack has
+    streaming: bool = False
+
+
+class Reply:
+    """The Slack messages of one answer; see the module docstring."""
+
+    STREAM_EVERY = (0.3, 120)  # seconds, characters between appendStream calls
+    UPDATE_EVERY = (1.0, 300)  # seconds, characters between chat.update calls
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        thread_ts: str,
+        team_id: str,
+        user_id: str,
+        stream: bool = True,
+        splitter: render.MessageSplitter | None = None,
+    ) -> None:
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.team_id = team_id
+        self.user_id = user_id
+        self.stream = stream
+        self.splitter = splitter or render.MessageSplitter()
+        self.segment = _Segment()
+        self.fed = 0
+        self.posted: list[str] = []
+        self._last_write = 0.0
+
+    @property
+    def started(self) -> bool:
+        return self.segment.ts is not None or bool(self.posted)
+
+    async def delta(self, text: str) -> None:
+        """Take a piece of the answer as the model writes it."""
+        self.fed += len(text)
+        for item in self.splitter.feed(text):
+            if isinstance(item, render.Break):
+                await self._close_segment(None)
+            else:
+                self.segment.text += item
+        seconds, chars = self.STREAM_EVERY if self.stream else self.UPDATE_EVERY
+        unsent = len(self.segment.text) - self.segment.sent
+        if unsent and (unsent >= chars or time.monotonic() - self._last_write >= seconds):
+            await self._write()
+
+    async def finish(self, answer: Answer) -> None:
+        """Write the rest of the answer and its footer."""
+        if not self.fed:
+            await self.delta(answer.text or render.EMPTY_ANSWER)
+        await self._close_segment(answer)
+
+    async def fail(self, sentence: str) -> None:
+        """End with `sentence` (a user-facing error), after any text already shown."""
+        if self.segment.text.strip():
+            self.segment.text += f"\n\n{sentence}"
+            await self._close_segment(None)
+        else:
+            await self._post(sentence)
+
+    async def cut_off(self) -> None:
+        """Candor is shutting down mid-answer: say so where the answer stops."""
+        self.segment.text += (
+            f"\n\n{render.CUT_OFF}" if self.segment.text.strip() else render.CUT_OFF
+        )
+        await self._close_segment(None)
+
+    # --- internals -------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        self._last_write = time.monotonic()
+        seg = self.segment
+        if self.stream and seg.ts is None:
+            await self._start_stream()
+        if self.stream and seg.streaming and seg.ts is not None:
+            chunk = seg.text[seg.sent :]
+            await self.client.chat_appendStream(
+                channel=self.channel, ts=seg.ts, markdown_text=chunk
+            )
+            seg.sent += len(chunk)
+            return
+        mrkdwn = render.to_mrkdwn(seg.text)
+        if seg.ts is None:
+            seg.ts = await self._post(mrkdwn)
+        else:
+            await self.client.chat_update(channel=self.channel, ts=seg.ts, text=mrkdwn)
+        seg.sent = len(seg.text)
+
+    async def _start_stream(self) -> None:
+        seg = self.segment
+        try:
+            response = await self.client.chat_startStream(
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                recipient_team_id=self.team_id,
+                recipient_user_id=self.user_id,
+            )
+        except SlackApiError as exc:
+            log.info(
+                "Streaming refused (%s); posting and updating instead.", exc.response.get("error")
+            )
+            self.stream = False
+            return
+        seg.ts = str(response["ts"])
+        seg.streaming = True
+
+    async def _close_segment(self, answer: Answer | None) -> None:
+        seg = self.segment
+        if not seg.text.strip() and answer is None:
+            self.segment = _Segment()
+            return
+        if self.stream and seg.ts is None:
+            await self._start_stream()
+        if seg.streaming and seg.ts is not None:
+            rest = seg.text[seg.sent :]
+            blocks = render.footer_blocks(answer) if answer is not None else None
+            await self.client.chat_stopStream(
+                channel=self.channel, ts=seg.ts, markdown_text=rest or None, blocks=blocks
+            )
+        else:
+            text = render.to_mrkdwn(seg.text)
+            if answer is not None:
+                text = f"{text}\n\n{render.footer_text(answer)}"
+            if seg.ts is None:
+                seg.ts = await self._post(text)
+            else:
+                await self.client.chat_update(channel=self.channel, ts=seg.ts, text=text)
+        if seg.ts:
+            self.posted.append(seg.ts)
+        self.segment = _Segment()
+
+    async def _post(self, text: str) -> str:
+        response = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, text=text, unfurl_links=False
+        )
+        ts = str(response["ts"])
+        return ts
