@@ -75,7 +75,7 @@ features:
     - command: /candor
       description: Configure Candor (admins) or see your usage{command_url}
       usage_hint: "help | usage | enable | disable | model <name> | kb ..."
-      should_escape: false
+      should_escape: true
 oauth_config:
   scopes:
     bot:
