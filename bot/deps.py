@@ -61,8 +61,13 @@ async def build_deps(
     db: Database | None = None,
     knowledge: KnowledgeSource | None = None,
     spend: SpendGuard | None = None,
+    with_spend: bool = True,
 ) -> Deps:
-    """Build real clients from `settings`; migrates the embedded SQLite database itself."""
+    """Build real clients from `settings`; migrates the embedded SQLite database itself.
+
+    The spend ledger (budgets, prices, per-user accounting) is on unless `with_spend` is
+    False or another `SpendGuard` is handed in.
+    """
     settings.candor.data_dir.mkdir(parents=True, exist_ok=True)
     db = db or open_database(settings.database_url, echo=settings.db.echo)
     if migrate if migrate is not None else db.is_sqlite:
@@ -71,6 +76,10 @@ async def build_deps(
     client = build_openai(settings)
     llm = LLMGateway(client, tokens)
     clock = clock or SystemClock()
+    if spend is None and with_spend:
+        from bot.spend import SpendLedger
+
+        spend = SpendLedger(db, settings, clock)
     manager = ConversationManager(
         settings=settings,
         db=db,

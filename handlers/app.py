@@ -65,6 +65,20 @@ def build_app(deps: Deps, client: AsyncWebClient) -> AsyncApp:
     return app
 
 
+def _route_spend_alerts(deps: Deps, client: AsyncWebClient) -> None:
+    """Budget alerts go to the review channel when one is set, else only to the log."""
+    from bot.spend import SpendLedger
+
+    channel = deps.settings.slack.review_channel
+    if not isinstance(deps.spend, SpendLedger) or not channel:
+        return
+
+    async def post(text: str) -> None:
+        await client.chat_postMessage(channel=channel, text=text)
+
+    deps.spend.alert = post
+
+
 @dataclass
 class SlackRuntime:
     """The running Slack surface; see the module docstring."""
@@ -85,6 +99,7 @@ class SlackRuntime:
         surface = SlackSurface(client, max_image_bytes=deps.settings.slack.max_image_bytes)
         deps.extras["slack"] = surface
         deps.extras["slack_client"] = client
+        _route_spend_alerts(deps, client)
         return cls(deps=deps, client=client, app=build_app(deps, client), surface=surface)
 
     # --- HTTP ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from bot.conversation import Turn
 from bot.db import repo
 from bot.deps import Deps
 from bot.errors import CandorError, ChannelDisabled
+from bot.ledger import DuplicateCall
 from bot.ports import OverBudget
 from handlers import render
 from handlers.slack_io import Reply, SlackSurface, strip_mention
@@ -158,7 +159,7 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     known_thread = await manager.has_thread(incoming.thread_key) if incoming.in_thread else False
     if incoming.needs_known_thread and not known_thread:
         return
-    async with deps.db.sessions.begin() as session:
+    async with deps.db.write() as session:
         if not await repo.claim_event(session, event_id=incoming.claim_key, kind=incoming.kind):
             log.info(
                 "Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id
@@ -197,6 +198,9 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
         status = "over_budget"
     except ChannelDisabled:
         status = "disabled"
+    except DuplicateCall:
+        # Another delivery of this message is being (or was) answered: stay silent.
+        status = "duplicate"
     except CandorError as exc:
         log.info("Answer to %s failed: %r", incoming.claim_key, exc)
         await _tell(reply, exc.user_message)
@@ -249,7 +253,7 @@ async def _tell(reply: Reply, sentence: str | None) -> None:
 
 async def _mark(deps: Deps, incoming: Incoming, status: str) -> None:
     try:
-        async with deps.db.sessions.begin() as session:
+        async with deps.db.write() as session:
             await repo.mark_event(session, event_id=incoming.claim_key, status=status)
     except Exception:
         log.warning("Could not mark %s as %s", incoming.claim_key, status, exc_info=True)
