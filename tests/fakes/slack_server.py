@@ -181,6 +181,7 @@ class FakeSlackServer:
             "conversations.replies": self._conversations_replies,
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
+            "conversations.open": self._conversations_open,
             "users.conversations": self._users_conversations,
             "users.info": self._users_info,
             "views.publish": self._view,
@@ -581,6 +582,10 @@ class FakeSlackServer:
                 },
             }
         )
+
+    def _conversations_open(self, body: dict[str, Any], _headers: dict[str, str]) -> web.Response:
+        users = str(body.get("users") or "")
+        return web.json_response({"ok": True, "channel": {"id": "D" + users.split(",")[0]}})
 
     def _users_conversations(self, body: dict[str, Any], _headers: dict[str, str]) -> web.Response:
         channels = self._user_channels.get(str(body.get("user") or BOT_USER_ID), [])
