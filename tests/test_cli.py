@@ -87,3 +87,21 @@ async def test_missing_api_key_is_explained(monkeypatch: pytest.MonkeyPatch, cap
 async def test_db_upgrade_reports_revision(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert await run(["db", "upgrade"]) == 0
     assert "database at revision" in capsys.readouterr().out
+
+
+async def test_usage_tables_after_a_chat(
+    settings: Settings, fake_llm: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_llm.enqueue("Paid answer.", prompt_tokens=1000, completion_tokens=100)
+    assert await run(["chat", "--user", "U42", "--once", "Hi"]) == 0
+    capsys.readouterr()
+
+    assert await run(["usage", "--user", "U42"]) == 0
+    line = capsys.readouterr().out
+    # gpt-4o-mini: 1000 x $0.15/M + 100 x $0.60/M = $0.00021.
+    assert line.startswith("<@U42> has used $0.0002 of their $5.00 monthly budget (0%, 1 call)")
+
+    assert await run(["usage", "--period", "day"]) == 0
+    table = capsys.readouterr().out
+    assert "Top users this day" in table
+    assert "U42" in table
