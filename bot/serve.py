@@ -19,6 +19,7 @@ import signal
 import time
 
 from bot.deps import build_deps
+from bot.jobs import build_scheduler
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ async def serve(
     use_socket = not http
     deps = await build_deps(settings)
     runtime = SlackRuntime.build(deps)
+    scheduler = build_scheduler(deps)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -66,11 +68,14 @@ async def serve(
             await runtime.start_socket(settings.slack.app_token.get_secret_value())
         else:
             await runtime.start_http(port)
+        scheduler.start()
         log.info("Candor is ready in %.2f s", time.perf_counter() - started)
         await stop.wait()
         log.info("Stopping: finishing answers in flight (up to %.0f s)", grace_seconds)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         await runtime.shutdown(grace_seconds)
         await deps.close()

@@ -125,6 +125,10 @@ class CandorSettings(BaseSettings):
     # Extra admin user IDs (comma separated), beside Slack workspace admins and owners.
     admin_users: str = ""
     log_level: str = "INFO"
+    # Processed-event claims (for exactly-once answers) are kept this many days.
+    event_retention_days: int = 7
+    # Conversation turns older than this are deleted daily; 0 keeps them forever.
+    history_retention_days: int = 0
 
     def allowed_model_list(self) -> list[str]:
         return [m.strip() for m in self.allowed_models.split(",") if m.strip()]
