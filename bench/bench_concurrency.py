@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,6 +44,7 @@ async def main(n: int, latency: float) -> None:
             )
             deps = await build_deps(load_settings(None))
             latencies: list[float] = []
+            run = uuid.uuid4().hex[:8]
 
             async def one(i: int) -> None:
                 started = time.perf_counter()
@@ -53,7 +55,7 @@ async def main(n: int, latency: float) -> None:
                         thread_ts=f"bench-{i}",
                         user_id=f"U{i}",
                         text=f"Question number {i}?",
-                        event_id=f"Ev{i}",
+                        event_id=f"{run}-Ev{i}",
                     )
                 )
                 latencies.append(time.perf_counter() - started)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -260,7 +260,10 @@ async def insert_charge(session: AsyncSession, **values: Any) -> bool:
             _insert(session, ledger)
             .values(status=SETTLED, **values)
             .on_conflict_do_nothing(
-                index_elements=["call_id", "kind"], index_where=ledger.status == SETTLED
+                # A literal predicate: Postgres infers a partial index only from the
+                # same expression, and a bound parameter is not the same expression.
+                index_elements=["call_id", "kind"],
+                index_where=text("status = 'settled'"),
             )
             .returning(ledger.id)
         )

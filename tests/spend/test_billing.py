@@ -9,6 +9,7 @@ import pytest
 from bot.conversation import ConversationManager
 from bot.db import repo
 from bot.deps import Deps
+from bot.llm import Usage
 from bot.prices import PriceTable, normalize_model
 from bot.spend import SpendLedger
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -166,3 +167,23 @@ async def test_embedding_calls_are_billed_once_per_event_and_count_for_the_user(
     ]
     assert rows[1].call_id.startswith("gen:")
     assert (await ledger.user_usage("U1")).spent_micro_usd == 1_000
+
+
+async def test_many_settles_on_one_connection_all_bill(ledger: SpendLedger, deps: Deps) -> None:
+    """Postgres plans a prepared statement generically after five runs on a connection;
+    the ledger's ON CONFLICT must still find its partial unique index then."""
+    for i in range(12):
+        reservation = await ledger.reserve(
+            workspace_id="T1",
+            channel_id="C1",
+            user_id="U-many",
+            model="gpt-4o-mini",
+            prompt_tokens=10,
+            max_output_tokens=10,
+            event_id=f"many-{i}",
+        )
+        await ledger.settle(
+            reservation, model="gpt-4o-mini", usage=Usage(prompt_tokens=10, completion_tokens=5)
+        )
+    rows = await ledger_rows(deps.db, user_id="U-many")
+    assert len([r for r in rows if r.status == "settled"]) == 12
