@@ -1,10 +1,11 @@
 """How many conversations one process holds in flight while the LLM thinks.
 
-Runs N concurrent `ConversationManager.reply` calls (distinct users and threads) against
-the fake OpenAI-compatible server with a fixed latency, on the embedded SQLite database
-(or `DATABASE_URL`), and prints how many requests the LLM server saw at once, the wall
-time, and per-reply latency percentiles. With perfect concurrency the wall time is close
-to one LLM latency, whatever N is.
+Runs N concurrent `ConversationManager.reply` calls (distinct users and threads, spend
+ledger on) against the fake OpenAI-compatible server with a fixed latency, running in a
+separate process so its CPU is not billed to Candor, on the embedded SQLite database (or
+`DATABASE_URL`, migrated). Prints how many requests the LLM server saw at once, the wall
+time, and per-reply latency percentiles. With perfect concurrency the wall time is one
+LLM latency plus Candor's own CPU time per reply times N.
 
     .venv/bin/python bench/bench_concurrency.py --n 200 --latency 2.0
 
@@ -23,16 +24,38 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from bot.conversation import Turn  # noqa: E402
-from bot.deps import build_deps  # noqa: E402
-from bot.settings import load_settings  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
+from bot.conversation import Turn
+from bot.deps import build_deps
+from bot.settings import load_settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+SERVER = """
+import asyncio, sys
+from tests.fakes.openai_server import FakeOpenAIServer
+
+async def serve():
+    fake = await FakeOpenAIServer(delay=float(sys.argv[1])).start()
+    print(fake.url, flush=True)
+    while True:
+        await asyncio.sleep(1)
+        print(fake.max_in_flight, flush=True)
+
+asyncio.run(serve())
+"""
 
 
 async def main(n: int, latency: float) -> None:
-    async with FakeOpenAIServer(delay=latency) as fake:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVER, str(latency), cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    assert server.stdout is not None
+    url = (await server.stdout.readline()).decode().strip()
+    fake = FakeOpenAIServer()
+    fake.url = url
+    try:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ.update(
                 {
@@ -44,11 +67,12 @@ async def main(n: int, latency: float) -> None:
             )
             deps = await build_deps(load_settings(None))
             latencies: list[float] = []
+            phases: dict[str, list[float]] = {}
             run = uuid.uuid4().hex[:8]
 
             async def one(i: int) -> None:
                 started = time.perf_counter()
-                await deps.manager.reply(
+                answer = await deps.manager.reply(
                     Turn(
                         workspace_id="T1",
                         channel_id="C1",
@@ -59,18 +83,36 @@ async def main(n: int, latency: float) -> None:
                     )
                 )
                 latencies.append(time.perf_counter() - started)
+                for name, ms in answer.timings.items():
+                    phases.setdefault(name, []).append(ms)
 
             started = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(n)))
             wall = time.perf_counter() - started
             await deps.close()
+        await asyncio.sleep(1.2)
+        lines = []
+        while True:
+            try:
+                line = await asyncio.wait_for(server.stdout.readline(), 0.2)
+            except TimeoutError:
+                break
+            lines.append(line)
+        fake.max_in_flight = int(lines[-1]) if lines else -1
+    finally:
+        server.terminate()
+        await server.wait()
     latencies.sort()
     print(f"conversations:           {n}")
+    for name, values in sorted(phases.items()):
+        print(f"  phase {name:<16} median {statistics.median(values):8.1f} ms")
     print(f"LLM latency (fake):      {latency:.2f} s")
     print(f"max in flight at LLM:    {fake.max_in_flight}")
     print(f"wall time:               {wall:.2f} s  (serial would be {n * latency:.0f} s)")
-    print(f"reply latency p50/p99:   {statistics.median(latencies):.2f} s / "
-          f"{latencies[int(len(latencies) * 0.99) - 1]:.2f} s")
+    print(
+        f"reply latency p50/p99:   {statistics.median(latencies):.2f} s / "
+        f"{latencies[int(len(latencies) * 0.99) - 1]:.2f} s"
+    )
 
 
 if __name__ == "__main__":

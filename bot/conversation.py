@@ -213,6 +213,7 @@ class ConversationManager:
         )
 
         reservation = None
+        t = time.perf_counter()
         if self.spend is not None:
             reservation = await self.spend.reserve(
                 workspace_id=turn.workspace_id,
@@ -224,6 +225,7 @@ class ConversationManager:
                 event_id=turn.event_id,
             )
             prompt.notices.extend(reservation.notices)
+        timings["reserve_ms"] = _ms(t)
         t = time.perf_counter()
         try:
             result = await self.llm.complete(request, on_delta)
@@ -234,6 +236,7 @@ class ConversationManager:
         timings["llm_ms"] = _ms(t)
         if result.first_token_seconds is not None:
             timings["first_token_ms"] = round(result.first_token_seconds * 1000, 1)
+        t = time.perf_counter()
         if self.spend is not None and reservation is not None:
             # If settling fails the reservation stays held: it covers the worst case, so
             # a database hiccup can over-hold a user's budget but never lose spend.
@@ -241,6 +244,7 @@ class ConversationManager:
                 await self.spend.settle(reservation, model=result.model, usage=result.usage)
             except Exception:
                 log.exception("Could not settle the spend of event %s", turn.event_id)
+        timings["settle_ms"] = _ms(t)
 
         citations = _citations(result.text, hits)
         answer = Answer(
@@ -255,7 +259,9 @@ class ConversationManager:
             history_turns_used=prompt.used,
             history_turns_dropped=prompt.dropped,
         )
+        t = time.perf_counter()
         answer.answer_id = await self._store(turn, eff, answer)
+        timings["store_ms"] = _ms(t)
         timings["total_ms"] = _ms(started)
         return answer
 
@@ -308,7 +314,9 @@ class ConversationManager:
         kept_history.reverse()
         dropped = len(history) - len(kept_history)
         if dropped:
-            log.info("Trimmed %d old turns of %s to fit %s's window.", dropped, turn.thread_key, model)
+            log.info(
+                "Trimmed %d old turns of %s to fit %s's window.", dropped, turn.thread_key, model
+            )
 
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         messages.extend(kept_history)
@@ -340,7 +348,10 @@ class ConversationManager:
             assert image.data is not None
             encoded = base64.b64encode(image.data).decode("ascii")
             parts.append(
-                {"type": "image_url", "image_url": {"url": f"data:{image.mimetype};base64,{encoded}"}}
+                {
+                    "type": "image_url",
+                    "image_url": {"url": f"data:{image.mimetype};base64,{encoded}"},
+                }
             )
         return parts
 
