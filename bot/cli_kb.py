@@ -1,18 +1,153 @@
-"""`candor kb ...`: the knowledge base from the command line (wired when knowledge/ lands)."""
+"""`candor kb ...`: the knowledge base from the command line.
+
+    candor kb add PATH... [--scope workspace|channel:C123] [--private]
+    candor kb list
+    candor kb remove SOURCE
+    candor kb search "query" [--channel C123] [--limit K] [--json]
+    candor kb reindex
+
+`search` reads what a question asked in `--channel` would read (the workspace scope and
+that channel's own scope), or the workspace scope only: the command line cannot check
+Slack memberships, so it never widens scopes. With the embedded store only one process
+may open the data directory: stop `candor serve` first, or use a Qdrant server.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Any
 
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 
 
 def add_kb_parser(sub: Any) -> None:
     kb = sub.add_parser("kb", help="manage the knowledge base")
-    kb.add_subparsers(dest="kb_command", required=True).add_parser("list", help="list sources")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+    add = kb_sub.add_parser("add", help="ingest files and folders")
+    add.add_argument("paths", nargs="+")
+    add.add_argument("--scope", default="workspace", help="workspace (default) or channel:C123")
+    add.add_argument("--private", action="store_true", help="the channel is private")
+    kb_sub.add_parser("list", help="list ingested sources")
+    remove = kb_sub.add_parser("remove", help="remove a source and its chunks")
+    remove.add_argument("source")
+    search = kb_sub.add_parser("search", help="search as a question in a channel would")
+    search.add_argument("query")
+    search.add_argument("--channel", help="read this channel's scope too")
+    search.add_argument("--limit", type=int, default=5)
+    search.add_argument("--json", action="store_true", help="one JSON object per hit")
+    kb_sub.add_parser("reindex", help="rebuild the collection with the configured embedder")
 
 
 async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
-    print("The knowledge base commands are not available in this build yet.")
-    return 1
+    from bot.kb import build_knowledge_base
+    from bot.tokens import TokenCounter
+    from knowledge import Scope, ScopeError
+
+    scope = None
+    if args.kb_command == "add":
+        try:
+            scope = Scope.parse(args.scope, private=args.private)
+        except ScopeError as exc:
+            raise ConfigError(f"--scope: {exc} Use workspace or channel:C123.") from None
+    if args.kb_command == "search" and args.limit < 1:
+        raise ConfigError("--limit must be at least 1.")
+
+    from bot.deps import build_openai
+
+    client = build_openai(settings)
+    tokens = TokenCounter(settings.candor.data_dir / "tiktoken")
+    kb = build_knowledge_base(settings, tokens, client)
+    try:
+        if args.kb_command == "add":
+            assert scope is not None
+            return await _add(kb, args.paths, scope)
+        if args.kb_command == "list":
+            sources = await kb.list_sources()
+            if not sources:
+                print("The knowledge base is empty: add files with `candor kb add PATH`.")
+            for info in sources:
+                print(f"{info.chunks:6d}  {info.scope:<18} {info.source}  {info.title}")
+            return 0
+        if args.kb_command == "remove":
+            removed = await kb.remove_source(args.source)
+            if not removed:
+                print(f"No source named {args.source}; `candor kb list` shows them.")
+                return 1
+            print(f"Removed {args.source} ({removed} chunks).")
+            return 0
+        if args.kb_command == "search":
+            return await _search(kb, args)
+        done = await kb.reindex(progress=_bar("reindexing"))
+        print(f"\nReindexed {done} chunks.")
+        return 0
+    finally:
+        await kb.close()
+        await client.close()
+
+
+async def _add(kb: Any, paths: list[str], scope: Any) -> int:
+    from knowledge import IngestProgress
+
+    bar = _bar("ingesting")
+
+    def progress(update: IngestProgress) -> None:
+        bar(update.done, update.total)
+
+    result = await kb.add_paths(paths, scope, progress=progress)
+    sys.stderr.write("\n")
+    added = sum(r.added for r in result.reports)
+    removed = sum(r.removed for r in result.reports)
+    unchanged = sum(r.unchanged for r in result.reports)
+    print(
+        f"{len(result.reports)} sources into {scope.key}: {added} chunks added, "
+        f"{removed} removed, {unchanged} unchanged."
+    )
+    for skipped in result.skipped:
+        print(f"  skipped {skipped.path}: {skipped.reason}")
+    return 0 if result.reports or not result.skipped else 1
+
+
+async def _search(kb: Any, args: argparse.Namespace) -> int:
+    from knowledge import scopes_for_channel, scopes_for_dm
+
+    allowed = (
+        scopes_for_channel(args.channel, channel_private=True)
+        if args.channel
+        else scopes_for_dm(())
+    )
+    hits = await kb.search(args.query, allowed, limit=args.limit)
+    for i, hit in enumerate(hits, start=1):
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "rank": i,
+                        "score": hit.score,
+                        "scores": hit.scores,
+                        "source": hit.source,
+                        "title": hit.title,
+                        "link": hit.link,
+                        "scope": hit.scope,
+                        "text": hit.text,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            snippet = " ".join(hit.text.split())[:100]
+            print(f"[{i}] {hit.score:7.3f}  {hit.title} ({hit.source})\n      {snippet}")
+    if not hits and not args.json:
+        print("No matching knowledge in the scopes this search may read.")
+    return 0
+
+
+def _bar(label: str) -> Any:
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+
+    return show

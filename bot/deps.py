@@ -38,6 +38,10 @@ class Deps:
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
+        from bot.kb import ScopedKnowledge
+
+        if isinstance(self.knowledge, ScopedKnowledge):
+            await self.knowledge.kb.close()
         await self.openai.close()
         await self.db.dispose()
 
@@ -62,6 +66,7 @@ async def build_deps(
     knowledge: KnowledgeSource | None = None,
     spend: SpendGuard | None = None,
     with_spend: bool = True,
+    with_knowledge: bool = True,
 ) -> Deps:
     """Build real clients from `settings`; migrates the embedded SQLite database itself.
 
@@ -80,6 +85,10 @@ async def build_deps(
         from bot.spend import SpendLedger
 
         spend = SpendLedger(db, settings, clock)
+    if knowledge is None and with_knowledge:
+        from bot.kb import ScopedKnowledge, build_knowledge_base
+
+        knowledge = ScopedKnowledge(build_knowledge_base(settings, tokens, client))
     manager = ConversationManager(
         settings=settings,
         db=db,

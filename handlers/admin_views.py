@@ -43,6 +43,7 @@ USAGE = """*Candor admin command* — `/candor <subcommand>`; quote long text, e
 • `temperature 0.7 [#channel]` (0–2) · `model NAME [#channel]` · `max-tokens N [#channel]` (1–32000)
 • `enable [#channel]` · `disable [#channel]`
 • `kb scopes workspace,channel:C123 [#channel]` · `kb top-k N` (1–20) · `kb floor X` (0–1)
+• `kb ingest [#channel]` — learn a channel's history (its own scope) · `kb sources` · `kb remove SOURCE`
 • `reset [#channel] FIELD|all` — back to inherit (fields: system, temperature, model, max-tokens, enabled, kb-scopes, kb-top-k, kb-floor)
 • `admins` · `admins add @user` · `admins remove @user`
 • `audit [N]` — the latest changes

@@ -79,6 +79,15 @@ def _route_spend_alerts(deps: Deps, client: AsyncWebClient) -> None:
     deps.spend.alert = post
 
 
+def _attach_directory(deps: Deps, client: AsyncWebClient) -> None:
+    """Knowledge retrieval asks Slack who may see which channel."""
+    from bot.kb import ScopedKnowledge
+    from handlers.directory import SlackDirectory
+
+    if isinstance(deps.knowledge, ScopedKnowledge):
+        deps.knowledge.directory = SlackDirectory(client)
+
+
 @dataclass
 class SlackRuntime:
     """The running Slack surface; see the module docstring."""
@@ -100,6 +109,7 @@ class SlackRuntime:
         deps.extras["slack"] = surface
         deps.extras["slack_client"] = client
         _route_spend_alerts(deps, client)
+        _attach_directory(deps, client)
         return cls(deps=deps, client=client, app=build_app(deps, client), surface=surface)
 
     # --- HTTP ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,9 @@ async def test_chat_once_json_prints_one_object(
     settings: Settings, fake_llm: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_llm.enqueue("Forty-two.", prompt_tokens=30, completion_tokens=3)
-    code = await run(["--env-file", "/nonexistent", "chat", "--channel", "C9", "--once", "Meaning?", "--json"])
+    code = await run(
+        ["--env-file", "/nonexistent", "chat", "--channel", "C9", "--once", "Meaning?", "--json"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     payload = json.loads(out)
@@ -79,12 +82,16 @@ async def test_llm_failure_is_one_sentence_and_exit_code_1(
     assert "Traceback" not in err and "sk-test-secret-value" not in err
 
 
-async def test_missing_api_key_is_explained(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_missing_api_key_is_explained(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert await run(["chat", "--once", "Hi"]) == 1
     assert "OPENAI_API_KEY is not set" in capsys.readouterr().err
 
 
-async def test_db_upgrade_reports_revision(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_db_upgrade_reports_revision(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert await run(["db", "upgrade"]) == 0
     assert "database at revision" in capsys.readouterr().out
 
@@ -105,3 +112,41 @@ async def test_usage_tables_after_a_chat(
     table = capsys.readouterr().out
     assert "Top users this day" in table
     assert "U42" in table
+
+
+async def test_kb_add_list_search_remove(
+    settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "deploy.md").write_text("# Deploys\n\nRoll back with `make rollback` on the bastion.\n")
+    (docs / "logo.bin").write_bytes(b"\x00\x01")
+    assert await run(["kb", "add", str(docs)]) == 0
+    out = capsys.readouterr().out
+    assert "1 sources into workspace: 1 chunks added" in out
+    assert "skipped" in out and "logo.bin" in out
+
+    assert await run(["kb", "add", str(docs)]) == 0  # idempotent
+    assert "0 chunks added, 0 removed, 1 unchanged" in capsys.readouterr().out
+
+    assert await run(["kb", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "deploy.md" in listing and "workspace" in listing
+
+    assert await run(["kb", "search", "how do I roll back", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert hit["title"] and hit["score"] > 0 and "rollback" in hit["text"]
+
+    source = listing.split()[2]
+    assert await run(["kb", "remove", source]) == 0
+    assert "Removed" in capsys.readouterr().out
+    assert await run(["kb", "search", "roll back"]) == 0
+    assert "No matching knowledge" in capsys.readouterr().out
+
+
+async def test_kb_bad_scope_is_one_sentence(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run(["kb", "add", ".", "--scope", "everyone"]) == 1
+    err = capsys.readouterr().err
+    assert "--scope" in err and "workspace or channel:C123" in err

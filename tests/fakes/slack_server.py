@@ -155,6 +155,7 @@ class FakeSlackServer:
         self._rate_limits: dict[str, list[int]] = defaultdict(list)
         self._stream_refusal: str | None = None
         self._replies: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._history: dict[str, list[dict[str, Any]]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._members: dict[str, list[str]] = {}
         self._user_channels: dict[str, list[str]] = {}
@@ -179,6 +180,7 @@ class FakeSlackServer:
             "chat.stopStream": self._stop_stream,
             "chat.getPermalink": self._permalink,
             "conversations.replies": self._conversations_replies,
+            "conversations.history": self._conversations_history,
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
             "conversations.open": self._conversations_open,
@@ -241,6 +243,10 @@ class FakeSlackServer:
     def refuse_streaming(self, error: str | None = "feature_not_enabled") -> None:
         """Make every `chat.startStream` fail with `error` (None accepts again)."""
         self._stream_refusal = error
+
+    def set_history(self, channel: str, messages: list[dict[str, Any]]) -> None:
+        """Script `conversations.history` of `channel` (newest first, as Slack returns it)."""
+        self._history[channel] = messages
 
     def set_replies(self, channel: str, thread_ts: str, messages: list[dict[str, Any]]) -> None:
         self._replies[(channel, thread_ts)] = messages
@@ -559,6 +565,12 @@ class FakeSlackServer:
                 m.as_reply() for m in self.messages(channel, thread_ts=ts) if not m.ephemeral_to
             ]
         return web.json_response({"ok": True, "messages": scripted, "has_more": False})
+
+    def _conversations_history(
+        self, body: dict[str, Any], _headers: dict[str, str]
+    ) -> web.Response:
+        messages = self._history.get(str(body.get("channel")), [])
+        return web.json_response({"ok": True, "messages": messages, "has_more": False})
 
     def _conversations_members(
         self, body: dict[str, Any], _headers: dict[str, str]
