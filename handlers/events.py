@@ -36,7 +36,7 @@ from bot.deps import Deps
 from bot.errors import CandorError, ChannelDisabled
 from bot.ledger import DuplicateCall
 from bot.ports import OverBudget
-from handlers import render
+from handlers import render, uploads
 from handlers.slack_io import Reply, SlackSurface, strip_mention
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,18 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
                 "Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id
             )
             return
+    if uploads.wants_to_learn(incoming):
+        try:
+            await uploads.learn(deps, surface, incoming)
+            await _mark(deps, incoming, "learned")
+        except Exception:
+            log.exception("Learning the files of %s failed", incoming.claim_key)
+            await surface.client.chat_postMessage(
+                channel=incoming.channel,
+                thread_ts=incoming.thread_ts,
+                text="I could not add those files to the knowledge base; please try again.",
+            )
+        return
     settings = await manager.channel_settings(incoming.team_id, incoming.channel)
     if not settings.enabled:
         await _mark(deps, incoming, "disabled")

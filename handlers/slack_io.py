@@ -131,9 +131,11 @@ class SlackSurface:
             out.append(await self._download(f, mimetype))
         return tuple(out)
 
-    async def _download(self, f: dict[str, Any], mimetype: str) -> Attachment:
+    async def _download(
+        self, f: dict[str, Any], mimetype: str, limit: int | None = None
+    ) -> Attachment:
         name = str(f.get("name") or f.get("title") or "image")
-        limit = self.max_image_bytes
+        limit = limit or self.max_image_bytes
         size = int(f.get("size") or 0)
         if size > limit:
             return _too_big(name, mimetype, size, limit)
@@ -157,6 +159,10 @@ class SlackSurface:
         if len(data) > limit:
             return _too_big(name, mimetype, len(data), limit)
         return Attachment(name, mimetype, data)
+
+    async def download(self, f: dict[str, Any], *, limit: int) -> Attachment:
+        """Download any file on a message with the bot token, up to `limit` bytes."""
+        return await self._download(f, str(f.get("mimetype") or ""), limit)
 
     async def thread_history(
         self,
