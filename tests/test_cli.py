@@ -150,3 +150,12 @@ async def test_kb_bad_scope_is_one_sentence(
     assert await run(["kb", "add", ".", "--scope", "everyone"]) == 1
     err = capsys.readouterr().err
     assert "--scope" in err and "workspace or channel:C123" in err
+
+
+def test_migrations_form_one_line_of_history() -> None:
+    from alembic.script import ScriptDirectory
+
+    from bot.db.engine import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"migrations branch: {heads}; set down_revision to the latest"

@@ -106,7 +106,7 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return cfg
 
 
-async def upgrade(db: Database, revision: str = "heads") -> None:
+async def upgrade(db: Database, revision: str = "head") -> None:
     """Apply migrations up to `revision` on `db`."""
 
     def run(sync_conn: Connection) -> None:

@@ -1,7 +1,7 @@
 """Admin tables: the admin allowlist and the audit log of admin changes.
 
 Revision ID: 0003_admin
-Revises: 0001_core
+Revises: 0002_spend
 Create Date: 2026-11-26
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_admin"
-down_revision = "0001_core"
+down_revision = "0002_spend"
 branch_labels = None
 depends_on = None
 
