@@ -33,7 +33,7 @@ from slack_sdk.errors import SlackApiError
 from bot.conversation import Turn
 from bot.db import repo
 from bot.deps import Deps
-from bot.errors import CandorError, ChannelDisabled
+from bot.errors import CandorError, ChannelDisabled, StorageUnavailable
 from bot.ledger import DuplicateCall
 from bot.ports import OverBudget
 from handlers import render, uploads
@@ -159,12 +159,19 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     known_thread = await manager.has_thread(incoming.thread_key) if incoming.in_thread else False
     if incoming.needs_known_thread and not known_thread:
         return
-    async with deps.db.write() as session:
-        if not await repo.claim_event(session, event_id=incoming.claim_key, kind=incoming.kind):
-            log.info(
-                "Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id
+    try:
+        async with deps.db.write() as session:
+            claimed = await repo.claim_event(
+                session, event_id=incoming.claim_key, kind=incoming.kind
             )
-            return
+    except Exception:
+        # Without the claim we cannot promise one answer; say so once and let Slack retry.
+        log.exception("Could not claim %s", incoming.claim_key)
+        await _say_once(surface, incoming, StorageUnavailable.user_message)
+        return
+    if not claimed:
+        log.info("Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id)
+        return
     if uploads.wants_to_learn(incoming):
         try:
             await uploads.learn(deps, surface, incoming)
@@ -250,6 +257,15 @@ async def _turn(surface: SlackSurface, incoming: Incoming, known_thread: bool) -
         is_dm=incoming.is_dm,
         history_fallback=history or None,
     )
+
+
+async def _say_once(surface: SlackSurface, incoming: Incoming, sentence: str) -> None:
+    try:
+        await surface.client.chat_postMessage(
+            channel=incoming.channel, thread_ts=incoming.thread_ts, text=sentence
+        )
+    except Exception:
+        log.exception("Could not tell the user about a failure")
 
 
 async def _tell(reply: Reply, sentence: str | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from sqlalchemy import text
+
 from bot.db import repo
 from bot.deps import Deps
 from bot.llm import LLMRateLimited
@@ -436,3 +438,20 @@ def test_sign_matches_slacks_documented_example() -> None:
     assert headers["X-Slack-Signature"] == (
         "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
     )
+
+
+async def test_database_down_is_one_sentence_not_silence(
+    candor: Candor, deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    # A real database failure: the table the claim writes to is gone for a moment.
+    async with deps.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE processed_events RENAME TO processed_events_off"))
+    try:
+        await candor.send.event(app_mention("<@UBOT> are you there?"))
+        await candor.idle()
+    finally:
+        async with deps.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE processed_events_off RENAME TO processed_events"))
+    [reply] = candor.slack.messages("C1")
+    assert reply.text == "Candor cannot reach its database right now; please try again in a minute."
+    assert fake_llm.requests == []
