@@ -2,8 +2,9 @@
 
 The database is SQLite (a fresh copy of a migrated template file per test) unless
 `TEST_DATABASE_URL` names another one, e.g.
-`postgresql+asyncpg://postgres@127.0.0.1:5432/test`: then the schema is rebuilt once per
-run and every table is truncated (and the workspace-default row re-seeded) after each test.
+`postgresql+asyncpg://postgres@127.0.0.1:5432/test`: then each run creates a database of
+its own next to that one (so concurrent runs never collide), migrates it once, truncates
+every table (re-seeding the workspace-default row) after each test, and drops it at the end.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.clock import FixedClock
 from bot.db.engine import Database, open_database, upgrade
@@ -41,22 +44,32 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-async def _reset_postgres(url: str) -> None:
-    db = open_database(url)
-    async with db.engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
+async def _admin(url: str, statement: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(statement))
+    await engine.dispose()
+
+
+async def _create_postgres(url: str, name: str) -> str:
+    await _admin(url, f'CREATE DATABASE "{name}"')
+    own = make_url(url).set(database=name).render_as_string(hide_password=False)
+    db = open_database(own)
     await upgrade(db)
     await db.dispose()
+    return own
 
 
 @pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated database: the Postgres URL, or the path of a SQLite template file."""
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database: a Postgres URL of this run's own, or a SQLite template file."""
     url = _postgres_url()
     if url:
-        asyncio.run(_reset_postgres(url))
-        return url
+        name = f"candor_test_{uuid.uuid4().hex[:10]}"
+        own = asyncio.run(_create_postgres(url, name))
+        yield own
+        asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return
     template = tmp_path_factory.mktemp("db") / "template.db"
 
     async def make() -> None:
@@ -65,7 +78,7 @@ def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> str:
         await db.dispose()
 
     asyncio.run(make())
-    return str(template)
+    yield str(template)
 
 
 @pytest.fixture
