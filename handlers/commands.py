@@ -320,6 +320,8 @@ async def cmd_kb(call: Invocation) -> str:
     what = call.args[0].lower()
     call.args = call.args[1:]
     if what in ("ingest", "sources", "remove"):
+        from handlers.kb_commands import kb_content
+
         return await kb_content(call, what)
     target = await pop_target(call)
     if what == "scopes":
@@ -332,67 +334,6 @@ async def cmd_kb(call: Invocation) -> str:
         floor = validate.parse_score_floor(_one_value(call, "/candor kb floor X [#channel]"))
         return await _set(call, target, "kb floor", {"kb_score_floor": floor})
     raise InvalidValue(usage)
-
-
-async def kb_content(call: Invocation, what: str) -> str:
-    """Ingest a channel's history into its own scope, list sources, or remove one."""
-    from bot.kb import ScopedKnowledge
-    from knowledge import Scope, load_slack_channel
-
-    knowledge = call.deps.knowledge
-    if not isinstance(knowledge, ScopedKnowledge):
-        return "The knowledge base is turned off in this deployment."
-    kb = knowledge.kb
-    if what == "sources":
-        sources = await kb.list_sources()
-        if not sources:
-            return "The knowledge base is empty. Add a channel with `/candor kb ingest #channel`."
-        lines = [
-            f"• `{s.source}` — {s.title or s.source} ({s.chunks} chunks, `{s.scope}`)"
-            for s in sources[:50]
-        ]
-        more = f"\n…and {len(sources) - 50} more." if len(sources) > 50 else ""
-        return "*Knowledge sources*\n" + "\n".join(lines) + more
-    if what == "remove":
-        source = _one_value(call, "/candor kb remove SOURCE")
-        removed = await kb.remove_source(source)
-        if not removed:
-            raise InvalidValue(f"There is no source `{source}`; `/candor kb sources` lists them.")
-        await _audit(call, "kb remove", source, {"chunks": removed}, None)
-        return f"Removed `{source}` and its {removed} chunks from the knowledge base."
-    target = await pop_target(call)
-    if target.is_default or call.args:
-        raise InvalidValue("Usage: `/candor kb ingest [#channel]` (a channel, not the workspace).")
-    info = (await call.client.conversations_info(channel=target.channel_id)).get("channel") or {}
-    private = bool(info.get("is_private") or info.get("is_group"))
-    scope = Scope.channel(target.channel_id, private=private)
-    document = await load_slack_channel(
-        call.client, target.channel_id, scope, channel_name=info.get("name")
-    )
-    report = await kb.add_document(document)
-    await _audit(call, "kb ingest", scope.key, None, {"chunks": report.chunks})
-    where = "private" if private else "public"
-    return (
-        f"Learned <#{target.channel_id}> ({where}): {report.added} chunks added, "
-        f"{report.removed} removed, {report.unchanged} unchanged. Its knowledge is only used "
-        "in that channel (and in DMs of its members) unless you add its scope elsewhere."
-    )
-
-
-async def _audit(call: Invocation, action: str, target: str, before: Any, after: Any) -> None:
-    from bot.audit import record
-
-    async with call.deps.db.write() as session:
-        await record(
-            session,
-            workspace_id=call.team_id,
-            actor_id=call.user_id,
-            action=action,
-            target=target,
-            before=before,
-            after=after,
-            when=call.deps.clock.now(),
-        )
 
 
 async def cmd_reset(call: Invocation) -> str:
