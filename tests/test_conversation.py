@@ -207,3 +207,16 @@ async def test_images_go_to_vision_models_and_text_only_models_say_so(
     )
     assert fake_llm.last["messages"][-1]["content"] == "What does this chart show?"
     assert any("could not look at the image" in n for n in answer.notices)
+
+
+async def test_failures_never_log_or_show_secrets(
+    deps: Deps, fake_llm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    fake_llm.enqueue_error(401, message="Incorrect API key provided: sk-test-secret-value", times=3)
+    with pytest.raises(Exception) as info:
+        await deps.manager.reply(turn())
+    shown = getattr(info.value, "user_message", "")
+    assert shown == "Candor could not sign in to the language model; an admin needs to check OPENAI_API_KEY."
+    assert "sk-test-secret-value" not in caplog.text
+    assert "sk-test-secret-value" not in shown
