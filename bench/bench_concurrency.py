@@ -27,39 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fake_llm_process import FakeLLMProcess
 from bot.conversation import Turn
 from bot.deps import build_deps
 from bot.settings import load_settings
-from tests.fakes.openai_server import FakeOpenAIServer
-
-SERVER = """
-import asyncio, sys
-from tests.fakes.openai_server import FakeOpenAIServer
-
-async def serve():
-    fake = await FakeOpenAIServer(delay=float(sys.argv[1])).start()
-    print(fake.url, flush=True)
-    while True:
-        await asyncio.sleep(1)
-        print(fake.max_in_flight, flush=True)
-
-asyncio.run(serve())
-"""
 
 
 async def main(n: int, latency: float) -> None:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SERVER, str(latency), cwd=ROOT, stdout=asyncio.subprocess.PIPE
-    )
-    assert server.stdout is not None
-    url = (await server.stdout.readline()).decode().strip()
-    fake = FakeOpenAIServer()
-    fake.url = url
-    try:
+    async with FakeLLMProcess(latency) as llm:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ.update(
                 {
-                    "OPENAI_BASE_URL": fake.url,
+                    "OPENAI_BASE_URL": llm.url,
                     "OPENAI_API_KEY": "bench",
                     "CANDOR_DATA_DIR": tmp,
                     "CANDOR_BUDGET_DEFAULT_USD": "0",
@@ -90,24 +69,13 @@ async def main(n: int, latency: float) -> None:
             await asyncio.gather(*(one(i) for i in range(n)))
             wall = time.perf_counter() - started
             await deps.close()
-        await asyncio.sleep(1.2)
-        lines = []
-        while True:
-            try:
-                line = await asyncio.wait_for(server.stdout.readline(), 0.2)
-            except TimeoutError:
-                break
-            lines.append(line)
-        fake.max_in_flight = int(lines[-1]) if lines else -1
-    finally:
-        server.terminate()
-        await server.wait()
+        peak = await llm.peak()
     latencies.sort()
     print(f"conversations:           {n}")
     for name, values in sorted(phases.items()):
         print(f"  phase {name:<16} median {statistics.median(values):8.1f} ms")
     print(f"LLM latency (fake):      {latency:.2f} s")
-    print(f"max in flight at LLM:    {fake.max_in_flight}")
+    print(f"max in flight at LLM:    {peak}")
     print(f"wall time:               {wall:.2f} s  (serial would be {n * latency:.0f} s)")
     print(
         f"reply latency p50/p99:   {statistics.median(latencies):.2f} s / "

@@ -27,34 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import SecretStr
 
+from bench.fake_llm_process import FakeLLMProcess
 from bot.deps import build_deps
 from bot.settings import load_settings
 from handlers.app import EVENTS_PATH, SlackRuntime
 from tests.fakes.slack_events import SIGNING_SECRET, SlackEventSender, app_mention, event_callback
 from tests.fakes.slack_server import FakeSlackServer
 
-SERVER = """
-import asyncio, sys
-from tests.fakes.openai_server import FakeOpenAIServer
-
-async def serve():
-    fake = await FakeOpenAIServer(delay=float(sys.argv[1])).start()
-    print(fake.url, flush=True)
-    while True:
-        await asyncio.sleep(0.5)
-        print(fake.max_in_flight, flush=True)
-
-asyncio.run(serve())
-"""
-
 
 async def main(n: int, latency: float) -> None:
-    llm = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SERVER, str(latency), cwd=ROOT, stdout=asyncio.subprocess.PIPE
-    )
-    assert llm.stdout is not None
-    url = (await llm.stdout.readline()).decode().strip()
-    try:
+    async with FakeLLMProcess(latency) as llm:
+        url = llm.url
         async with FakeSlackServer() as slack:
             with tempfile.TemporaryDirectory() as tmp:
                 os.environ.update(
@@ -94,21 +77,13 @@ async def main(n: int, latency: float) -> None:
                 answers = [m for m in slack.messages() if m.thread_ts]
                 await runtime.shutdown(grace_seconds=5)
                 await deps.close()
-        await asyncio.sleep(0.6)
-        lines: list[bytes] = []
-        while True:
-            try:
-                lines.append(await asyncio.wait_for(llm.stdout.readline(), 0.2))
-            except TimeoutError:
-                break
-        in_flight = int(lines[-1]) if lines else -1
-    finally:
-        llm.terminate()
-        await llm.wait()
+        in_flight = await llm.peak()
     acks.sort()
     print(f"events delivered:        {n} (+ {n} retries)")
-    print(f"ack p50 / p99 / max:     {statistics.median(acks) * 1000:.0f} / "
-          f"{acks[int(len(acks) * 0.99) - 1] * 1000:.0f} / {acks[-1] * 1000:.0f} ms")
+    print(
+        f"ack p50 / p99 / max:     {statistics.median(acks) * 1000:.0f} / "
+        f"{acks[int(len(acks) * 0.99) - 1] * 1000:.0f} / {acks[-1] * 1000:.0f} ms"
+    )
     print(f"max LLM calls in flight: {in_flight}")
     print(f"threaded answers posted: {len(answers)}")
     print(f"wall time:               {wall:.1f} s with a {latency:.1f} s LLM")

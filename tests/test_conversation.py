@@ -5,27 +5,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot.conversation import Attachment, HistoryMessage, Turn
+from bot.conversation import Attachment, HistoryMessage
 from bot.db import repo
 from bot.db.models import AnswerRow, ConversationTurnRow
 from bot.deps import Deps
 from bot.errors import ChannelDisabled
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.helpers import make_turn
 
-
-def turn(text: str = "What is our deploy process?", **kw: object) -> Turn:
-    base: dict[str, object] = {
-        "workspace_id": "T1",
-        "channel_id": "C1",
-        "thread_ts": "1700000000.000100",
-        "user_id": "U1",
-        "text": text,
-        "event_id": None,
-        "user_name": "ada",
-        "channel_name": "#eng",
-    }
-    base.update(kw)
-    return Turn(**base)  # type: ignore[arg-type]
+turn = make_turn
 
 
 async def set_channel(deps: Deps, channel: str = "C1", **values: object) -> None:
@@ -55,7 +43,7 @@ async def test_channel_system_message_temperature_and_model_reach_the_llm(
         "role": "system",
         "content": "You are the #eng helper for ada in #eng on 2026-11-26.",
     }
-    assert body["messages"][-1] == {"role": "user", "content": "What is our deploy process?"}
+    assert body["messages"][-1] == {"role": "user", "content": "How do I deploy?"}
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
     assert answer.text == "Ship it with `make deploy`."
@@ -154,7 +142,10 @@ async def test_long_thread_is_trimmed_to_the_window_keeping_the_newest_turns(
 async def test_history_fallback_is_used_when_the_database_has_none(
     deps: Deps, fake_llm: FakeOpenAIServer
 ) -> None:
-    fallback = (HistoryMessage("user", "Earlier question"), HistoryMessage("assistant", "Earlier reply"))
+    fallback = (
+        HistoryMessage("user", "Earlier question"),
+        HistoryMessage("assistant", "Earlier reply"),
+    )
     await deps.manager.reply(turn("Follow-up", history_fallback=fallback))
     assert [m["content"] for m in fake_llm.last["messages"][1:]] == [
         "Earlier question",
@@ -217,6 +208,9 @@ async def test_failures_never_log_or_show_secrets(
     with pytest.raises(Exception) as info:
         await deps.manager.reply(turn())
     shown = getattr(info.value, "user_message", "")
-    assert shown == "Candor could not sign in to the language model; an admin needs to check OPENAI_API_KEY."
+    assert (
+        shown
+        == "Candor could not sign in to the language model; an admin needs to check OPENAI_API_KEY."
+    )
     assert "sk-test-secret-value" not in caplog.text
     assert "sk-test-secret-value" not in shown

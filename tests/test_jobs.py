@@ -13,6 +13,7 @@ from bot.db.models import ConversationTurnRow, ProcessedEventRow
 from bot.deps import Deps
 from bot.jobs import build_scheduler, prune_events, prune_history, release_stale_holds
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.spend.helpers import hold
 
 
 async def count(deps: Deps, model: type) -> int:
@@ -44,14 +45,13 @@ async def test_history_retention_is_off_by_default_and_prunes_when_set(
 
 async def test_stale_holds_are_released(deps: Deps, clock: FixedClock) -> None:
     assert deps.spend is not None
-    await deps.spend.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id="U1",
+    await hold(
+        deps.spend,
+        "E-crashed",
+        user="U1",
         model="gpt-4o-mini",
         prompt_tokens=100,
         max_output_tokens=100,
-        event_id="E-crashed",
     )
     assert await release_stale_holds(deps) == 0
     clock.advance(minutes=16)

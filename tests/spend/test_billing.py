@@ -13,7 +13,7 @@ from bot.llm import Usage
 from bot.prices import PriceTable, normalize_model
 from bot.spend import SpendLedger
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.spend.helpers import ledger_rows, make_turn
+from tests.spend.helpers import hold, ledger_rows, make_turn
 
 REQUIRED_MODELS = (
     "gpt-4o",
@@ -173,14 +173,13 @@ async def test_many_settles_on_one_connection_all_bill(ledger: SpendLedger, deps
     """Postgres plans a prepared statement generically after five runs on a connection;
     the ledger's ON CONFLICT must still find its partial unique index then."""
     for i in range(12):
-        reservation = await ledger.reserve(
-            workspace_id="T1",
-            channel_id="C1",
-            user_id="U-many",
+        reservation = await hold(
+            ledger,
+            f"many-{i}",
+            user="U-many",
             model="gpt-4o-mini",
             prompt_tokens=10,
             max_output_tokens=10,
-            event_id=f"many-{i}",
         )
         await ledger.settle(
             reservation, model="gpt-4o-mini", usage=Usage(prompt_tokens=10, completion_tokens=5)

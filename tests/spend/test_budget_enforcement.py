@@ -15,7 +15,7 @@ from bot.llm import LLMUnavailable, Usage
 from bot.ports import OverBudget
 from bot.spend import DuplicateCall, SpendLedger
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.spend.helpers import ledger_rows, make_turn
+from tests.spend.helpers import hold, ledger_rows, make_turn
 
 OVER_BUDGET = re.compile(
     r"You have used \$\d+\.\d\d of your \$(?P<limit>\d+\.\d\d) budget for this period, "
@@ -80,14 +80,13 @@ async def test_concurrent_reserves_on_separate_connections_never_overcommit(
 
     async def one(i: int) -> bool:
         try:
-            reservation = await ledger.reserve(
-                workspace_id="T1",
-                channel_id="C1",
-                user_id="U2",
+            reservation = await hold(
+                ledger,
+                f"Ev{i}",
+                user="U2",
                 model="gpt-4o",
                 prompt_tokens=500,
                 max_output_tokens=500,
-                event_id=f"Ev{i}",
             )
         except OverBudget:
             return False
@@ -123,14 +122,8 @@ async def test_a_retried_event_is_charged_once(
 
 
 async def test_settling_one_reservation_twice_bills_it_once(ledger: SpendLedger) -> None:
-    reservation = await ledger.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        model="gpt-4o-mini",
-        prompt_tokens=100,
-        max_output_tokens=100,
-        event_id="Ev-twice",
+    reservation = await hold(
+        ledger, "Ev-twice", user="U1", model="gpt-4o-mini", prompt_tokens=100, max_output_tokens=100
     )
     usage = Usage(prompt_tokens=100, completion_tokens=50)
 
@@ -202,25 +195,18 @@ async def test_unlimited_budget_still_records_spend(
 async def test_a_second_request_for_an_event_in_flight_is_refused_without_holding_more(
     ledger: SpendLedger,
 ) -> None:
-    first = await ledger.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        model="gpt-4o-mini",
-        prompt_tokens=100,
-        max_output_tokens=100,
-        event_id="Ev-busy",
+    first = await hold(
+        ledger, "Ev-busy", user="U1", model="gpt-4o-mini", prompt_tokens=100, max_output_tokens=100
     )
 
     with pytest.raises(DuplicateCall) as refused:
-        await ledger.reserve(
-            workspace_id="T1",
-            channel_id="C1",
-            user_id="U1",
+        await hold(
+            ledger,
+            "Ev-busy",
+            user="U1",
             model="gpt-4o-mini",
             prompt_tokens=100,
             max_output_tokens=100,
-            event_id="Ev-busy",
         )
 
     assert refused.value.user_message == "Candor is already answering this message."
@@ -230,14 +216,13 @@ async def test_a_second_request_for_an_event_in_flight_is_refused_without_holdin
 async def test_holds_left_by_a_crash_are_released_by_the_sweep(
     ledger: SpendLedger, clock: FixedClock
 ) -> None:
-    orphan = await ledger.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id="U1",
+    orphan = await hold(
+        ledger,
+        "Ev-crash",
+        user="U1",
         model="gpt-4o-mini",
         prompt_tokens=100,
         max_output_tokens=1000,
-        event_id="Ev-crash",
     )
     assert await ledger.release_stale(older_than=timedelta(minutes=15)) == 0
 
@@ -264,14 +249,8 @@ async def test_a_failing_alert_callback_does_not_cost_the_user_their_answer(
 
     ledger = SpendLedger(deps.db, deps.settings, deps.clock, alert=broken)
     await ledger.set_user_budget("U1", 0.0001)  # 100 micro-USD
-    reservation = await ledger.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        model="gpt-4o-mini",
-        prompt_tokens=100,
-        max_output_tokens=100,
-        event_id=None,
+    reservation = await hold(
+        ledger, None, user="U1", model="gpt-4o-mini", prompt_tokens=100, max_output_tokens=100
     )
 
     await ledger.settle(

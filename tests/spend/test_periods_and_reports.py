@@ -15,19 +15,13 @@ from bot.spend import SpendLedger
 from bot.spend_report import format_usage_table
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.spend.conftest import AlertInbox
-from tests.spend.helpers import make_turn
+from tests.spend.helpers import hold, make_turn
 
 
 async def spend(ledger: SpendLedger, user: str, micro_usd: int, event: str | None = None) -> None:
     """One call of `micro_usd` on a $1-per-1M-tokens model (worst case = actual)."""
-    reservation = await ledger.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id=user,
-        model="flat",
-        prompt_tokens=micro_usd,
-        max_output_tokens=0,
-        event_id=event,
+    reservation = await hold(
+        ledger, event, user=user, model="flat", prompt_tokens=micro_usd, max_output_tokens=0
     )
     await ledger.settle(reservation, model="flat", usage=Usage(prompt_tokens=micro_usd))
 
@@ -90,23 +84,9 @@ async def test_the_threshold_notice_and_admin_alert_come_once_per_period(
         "Budget alert: <@U1> has used 82% ($0.82) of their $1.00 monthly budget."
     ]
 
-    first = await ledger.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        model="flat",
-        prompt_tokens=10,
-        max_output_tokens=0,
-        event_id=None,
-    )
-    second = await ledger.reserve(
-        workspace_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        model="flat",
-        prompt_tokens=10,
-        max_output_tokens=0,
-        event_id=None,
+    first = await hold(ledger, None, user="U1", model="flat", prompt_tokens=10, max_output_tokens=0)
+    second = await hold(
+        ledger, None, user="U1", model="flat", prompt_tokens=10, max_output_tokens=0
     )
     assert first.notices == (
         "Heads-up: you have used 82% of your $1.00 monthly budget for this period.",
