@@ -32,7 +32,7 @@ from bot.channels import EffectiveSettings
 from bot.clock import Clock
 from bot.db import repo
 from bot.db.engine import Database
-from bot.errors import ChannelDisabled, MessageTooLong
+from bot.errors import CandorError, ChannelDisabled, MessageTooLong
 from bot.llm import ChatRequest, DeltaCallback, LLMGateway, Usage, supports_vision
 from bot.ports import KnowledgeSource, RetrievalQuery, RetrievedHit, SpendGuard
 from bot.settings import Settings
@@ -187,23 +187,18 @@ class ConversationManager:
             history = list(turn.history_fallback)
 
         hits: list[RetrievedHit] = []
+        degraded: list[str] = []
         if self.knowledge is not None and turn.text.strip():
             t = time.perf_counter()
-            hits = await self.knowledge.retrieve(
-                RetrievalQuery(
-                    query=turn.text,
-                    workspace_id=turn.workspace_id,
-                    channel_id=turn.channel_id,
-                    user_id=turn.user_id,
-                    is_dm=turn.is_dm,
-                    scopes=eff.kb_scopes,
-                    top_k=eff.kb_top_k,
-                    score_floor=eff.kb_score_floor,
-                )
-            )
+            try:
+                hits = await self._retrieve(turn, eff)
+            except CandorError as exc:
+                # Answer anyway, and say plainly that the knowledge base was not used.
+                degraded.append(exc.user_message)
             timings["retrieve_ms"] = _ms(t)
 
         prompt = self.build_prompt(turn, eff, history, hits)
+        prompt.notices[:0] = degraded
         request = ChatRequest(
             model=eff.model,
             messages=prompt.messages,
@@ -264,6 +259,21 @@ class ConversationManager:
         timings["store_ms"] = _ms(t)
         timings["total_ms"] = _ms(started)
         return answer
+
+    async def _retrieve(self, turn: Turn, eff: EffectiveSettings) -> list[RetrievedHit]:
+        assert self.knowledge is not None
+        return await self.knowledge.retrieve(
+            RetrievalQuery(
+                query=turn.text,
+                workspace_id=turn.workspace_id,
+                channel_id=turn.channel_id,
+                user_id=turn.user_id,
+                is_dm=turn.is_dm,
+                scopes=eff.kb_scopes,
+                top_k=eff.kb_top_k,
+                score_floor=eff.kb_score_floor,
+            )
+        )
 
     def build_prompt(
         self,

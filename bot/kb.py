@@ -45,10 +45,7 @@ log = logging.getLogger(__name__)
 
 
 class KnowledgeUnavailable(CandorError):
-    user_message = (
-        "Candor's knowledge base is unavailable right now, so I could not look anything up; "
-        "please try again later."
-    )
+    user_message = "I could not search the knowledge base just now, so this answer does not use it."
 
 
 class Directory(Protocol):
@@ -129,8 +126,8 @@ class ScopedKnowledge:
             raise KnowledgeUnavailable(
                 str(exc),
                 user_message=(
-                    "Candor's knowledge base was built with another embedder; an admin needs "
-                    "to run `candor kb reindex`."
+                    "I could not search the knowledge base: it was built with another "
+                    "embedder, and an admin needs to run `candor kb reindex`."
                 ),
             ) from None
         except Exception as exc:

@@ -156,3 +156,24 @@ async def test_without_slack_a_dm_reads_only_the_workspace(
     await deps.manager.reply(turn("acquisition codename deploy freeze", channel="D1", dm=True))
     prompt = system_prompt(fake_llm)
     assert PUBLIC in prompt and PRIVATE not in prompt
+
+
+async def test_a_broken_knowledge_base_still_answers_and_says_so(
+    deps: Deps, kb: ScopedKnowledge, fake_llm: FakeOpenAIServer
+) -> None:
+    # The same collection, opened with another embedder than the one that built it.
+    from openai import AsyncOpenAI
+
+    from knowledge import KnowledgeBase, OpenAIEmbedder
+
+    client = AsyncOpenAI(base_url=fake_llm.url, api_key="test")
+    kb.kb = KnowledgeBase(kb.kb.store, [OpenAIEmbedder(client, "text-embedding-3-small")])
+    fake_llm.enqueue("Fridays at 15:00, I believe.")
+    answer = await deps.manager.reply(turn("When does the deploy freeze start?"))
+    await client.close()
+    assert answer.text == "Fridays at 15:00, I believe."
+    assert answer.notices == [
+        "I could not search the knowledge base: it was built with another embedder, "
+        "and an admin needs to run `candor kb reindex`."
+    ]
+    assert PUBLIC not in system_prompt(fake_llm)
