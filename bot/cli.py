@@ -97,9 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"candor: {message}", file=sys.stderr)
         return 1
     except Exception as exc:
+        # The knowledge package's own errors are written as one sentence for people.
+        from knowledge import EmbedderMismatch, ScopeError, StoreError, UnsupportedFile
+
+        if isinstance(exc, EmbedderMismatch | ScopeError | StoreError | UnsupportedFile):
+            print(f"candor: {exc}", file=sys.stderr)
+            return 1
         log.debug("failed", exc_info=True)
-        print(f"candor: {args.command} failed ({type(exc).__name__}); rerun with "
-              "CANDOR_LOG_LEVEL=DEBUG for details.", file=sys.stderr)
+        print(
+            f"candor: {args.command} failed ({type(exc).__name__}); rerun with "
+            "CANDOR_LOG_LEVEL=DEBUG for details.",
+            file=sys.stderr,
+        )
         return 1
 
 

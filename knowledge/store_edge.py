@@ -107,7 +107,16 @@ class EdgeStore:
             return
         if self._spec_file.exists() and self._shard_dir.exists():
             self._spec = CollectionSpec.from_json(json.loads(self._spec_file.read_text()))
-            self._shard = qe.EdgeShard.load(str(self._shard_dir))
+            try:
+                self._shard = qe.EdgeShard.load(str(self._shard_dir))
+            except Exception as exc:
+                if "WouldBlock" in str(exc):
+                    raise StoreError(
+                        f"The embedded knowledge store at {self._dir} is open in another "
+                        "process (is `candor serve` running?); stop it, or use a Qdrant "
+                        "server with QDRANT_URL."
+                    ) from None
+                raise
         self._loaded = True
 
     async def _ensure_loaded(self) -> qe.EdgeShard | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -159,3 +161,41 @@ def test_migrations_form_one_line_of_history() -> None:
 
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     assert len(heads) == 1, f"migrations branch: {heads}; set down_revision to the latest"
+
+
+async def test_kb_while_another_process_holds_the_store_is_one_sentence(
+    settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    docs = tmp_path / "a.md"
+    docs.write_text("# Deploys\n\nRoll back with make rollback.\n")
+    assert await run(["kb", "add", str(docs)]) == 0
+    capsys.readouterr()
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_STORE, stdout=asyncio.subprocess.PIPE, env=dict(os.environ)
+    )
+    assert holder.stdout is not None
+    assert (await holder.stdout.readline()).strip() == b"open"
+    try:
+        assert await run(["kb", "list"]) == 1
+    finally:
+        holder.terminate()
+        await holder.wait()
+    err = capsys.readouterr().err
+    assert "is open in another process (is `candor serve` running?)" in err
+    assert "Traceback" not in err
+
+
+HOLD_STORE = """
+import asyncio
+from bot.kb import build_knowledge_base
+from bot.settings import load_settings
+from bot.tokens import TokenCounter
+
+async def main():
+    kb = build_knowledge_base(load_settings(None), TokenCounter(None), None)
+    await kb.list_sources()
+    print("open", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
