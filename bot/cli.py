@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from bot import __version__
 from bot.errors import CandorError
 from bot.settings import ConfigError, Settings, load_settings
 
@@ -40,6 +41,7 @@ Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="candor", description="Candor, a Slack assistant.")
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    parser.add_argument("--version", action="version", version=f"candor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     chat = sub.add_parser("chat", help="talk to Candor in the terminal")
