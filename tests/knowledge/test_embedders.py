@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+import zlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,6 +46,40 @@ def test_bm25_tokenizer_and_query_vector() -> None:
     assert q.values == [1.0, 1.0] and q.indices == sorted(q.indices)
     assert e.embed_query_sync("the a of") == SparseVector([], [])
     assert all(0 <= i < 2**32 for i in q.indices)
+
+
+def _reference_bm25(e: SparseLexicalEmbedder, text: str) -> SparseVector:
+    """The BM25 document vector written plainly: tokenize, count, weight, sum per index."""
+    tokens = e.tokenize(text)
+    if not tokens:
+        return SparseVector([], [])
+    norm = e.k1 * (1 - e.b + e.b * len(tokens) / e.avg_len)
+    weights: dict[int, float] = {}
+    for token, tf in Counter(tokens).items():
+        idx = zlib.crc32(token.encode("utf-8"))
+        weights[idx] = weights.get(idx, 0.0) + tf * (e.k1 + 1) / (tf + norm)
+    return SparseVector(sorted(weights), [weights[i] for i in sorted(weights)])
+
+
+def test_bm25_fast_paths_match_the_plain_formula_exactly() -> None:
+    rng = random.Random(5)
+    alphabet = "aAbBzZ09_-'.,\t\n éÉßﬁＡİı"
+    words = ["deploy", "Rollback", "the", "a", "x", "BILLING", "v2", "naïve", "ﬁle", "Straße"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(400)]
+    texts += [" ".join(rng.choices(words, k=rng.randint(0, 40))) for _ in range(400)]
+    texts += ["", "the of a", "x y z", "Deploy-Pipeline_FAST isn't 42 x2"]
+    # "brjcykot" and "nbpitdgr" have the same CRC32: one index, the two weights summed
+    assert zlib.crc32(b"brjcykot") == zlib.crc32(b"nbpitdgr")
+    texts += ["brjcykot nbpitdgr brjcykot deploy", "nbpitdgr only once"]
+    rng.shuffle(texts)
+    e = SparseLexicalEmbedder()
+    expected = [_reference_bm25(e, t) for t in texts]
+    assert [e.embed_document(t) for t in texts] == expected  # per text
+    for size in (20, 64, 1000):  # numpy batch path (ASCII), per text for the rest
+        got = [v for i in range(0, len(texts), size) for v in e._embed_many(texts[i : i + size])]
+        assert got == expected
+    collided = e.embed_document("brjcykot nbpitdgr")
+    assert len(collided.indices) == 1
 
 
 def test_bm25_name_records_its_parameters() -> None:
@@ -150,9 +187,13 @@ async def test_bm25_worker_processes_give_identical_vectors() -> None:
     texts = [
         f"Deploy number {i} of the billing service rolled back on day {i % 7}" for i in range(200)
     ]
+    texts += ["Überfällige Rechnung für Kunde Ærø, déploiement reporté"] * 3  # non-ASCII path
     inline = SparseLexicalEmbedder()
     pooled = SparseLexicalEmbedder(processes=1)
     try:
+        # before the worker has started, the batch is embedded in a thread meanwhile
+        assert await pooled.embed_documents(texts) == await inline.embed_documents(texts)
+        await pooled.wait_for_workers()
         assert await pooled.embed_documents(texts) == await inline.embed_documents(texts)
         assert pooled.name == inline.name  # same vector space
     finally:
