@@ -27,12 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot import channels
 from bot.channels import EffectiveSettings
 from bot.clock import Clock
 from bot.db import repo
 from bot.db.engine import Database
-from bot.errors import CandorError, ChannelDisabled, MessageTooLong
+from bot.errors import CandorError, ChannelDisabled, MessageTooLong, StorageUnavailable
 from bot.llm import ChatRequest, DeltaCallback, LLMGateway, Usage, supports_vision
 from bot.ports import KnowledgeSource, RetrievalQuery, RetrievedHit, SpendGuard
 from bot.settings import Settings
@@ -173,11 +175,18 @@ class ConversationManager:
         """Answer `turn`; raises `CandorError` subclasses with a user-facing sentence."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        async with self.db.sessions() as session:
-            eff = await channels.load_effective(
-                session, self.settings, workspace_id=turn.workspace_id, channel_id=turn.channel_id
-            )
-            rows = await repo.load_thread(session, thread_key=turn.thread_key)
+        try:
+            async with self.db.sessions() as session:
+                eff = await channels.load_effective(
+                    session,
+                    self.settings,
+                    workspace_id=turn.workspace_id,
+                    channel_id=turn.channel_id,
+                )
+                rows = await repo.load_thread(session, thread_key=turn.thread_key)
+        except SQLAlchemyError as exc:
+            log.warning("Could not load %s: %s", turn.thread_key, type(exc).__name__)
+            raise StorageUnavailable(type(exc).__name__) from None
         timings["load_ms"] = _ms(started)
         if not eff.enabled:
             raise ChannelDisabled(f"channel {turn.channel_id} disabled")
@@ -210,15 +219,20 @@ class ConversationManager:
         reservation = None
         t = time.perf_counter()
         if self.spend is not None:
-            reservation = await self.spend.reserve(
-                workspace_id=turn.workspace_id,
-                channel_id=turn.channel_id,
-                user_id=turn.user_id,
-                model=eff.model,
-                prompt_tokens=prompt.prompt_tokens,
-                max_output_tokens=eff.max_answer_tokens,
-                event_id=turn.event_id,
-            )
+            try:
+                reservation = await self.spend.reserve(
+                    workspace_id=turn.workspace_id,
+                    channel_id=turn.channel_id,
+                    user_id=turn.user_id,
+                    model=eff.model,
+                    prompt_tokens=prompt.prompt_tokens,
+                    max_output_tokens=eff.max_answer_tokens,
+                    event_id=turn.event_id,
+                )
+            except SQLAlchemyError as exc:
+                # No reservation, no LLM call: nobody spends what the ledger cannot record.
+                log.warning("Could not reserve budget: %s", type(exc).__name__)
+                raise StorageUnavailable(type(exc).__name__) from None
             prompt.notices.extend(reservation.notices)
         timings["reserve_ms"] = _ms(t)
         t = time.perf_counter()

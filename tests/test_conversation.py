@@ -214,3 +214,24 @@ async def test_failures_never_log_or_show_secrets(
     )
     assert "sk-test-secret-value" not in caplog.text
     assert "sk-test-secret-value" not in shown
+
+
+async def test_database_failure_before_the_llm_is_one_sentence_and_no_llm_call(
+    deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    from sqlalchemy import text
+
+    from bot.errors import StorageUnavailable
+
+    async with deps.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE budget_usage RENAME TO budget_usage_off"))
+    try:
+        with pytest.raises(StorageUnavailable) as info:
+            await deps.manager.reply(turn())
+    finally:
+        async with deps.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE budget_usage_off RENAME TO budget_usage"))
+    assert info.value.user_message == (
+        "Candor cannot reach its database right now; please try again in a minute."
+    )
+    assert fake_llm.requests == []
