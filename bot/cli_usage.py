@@ -1,9 +1,9 @@
 """`candor usage`: the spend tables from the command line (the same as `/candor usage`).
 
-    candor usage                      top users this period (the budget period)
-    candor usage --period day         top users today (day, week or month)
-    candor usage --user U123          one user's spend against their budget
-    candor usage --chart spend.png    also write the daily spend chart of the top users
+candor usage                      top users this period (the budget period)
+candor usage --period day         top users today (day, week or month)
+candor usage --user U123          one user's spend against their budget
+candor usage --chart spend.png    also write the daily spend chart of the top users
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ class CandorError(Exception):
 
 
 class ChannelDisabled(CandorError):
-    user_message = "Candor is turned off in this channel; an admin can turn it on with `/candor enable`."
+    user_message = (
+        "Candor is turned off in this channel; an admin can turn it on with `/candor enable`."
+    )
 
 
 class MessageTooLong(CandorError):

@@ -48,9 +48,12 @@ def supports_temperature(model: str) -> bool:
 def supports_vision(model: str) -> bool:
     """Whether `model` accepts image inputs (a conservative allowlist by family)."""
     name = model.lower().rsplit("/", 1)[-1]
-    return name.startswith(
-        ("gpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-5", "o1", "o3", "o4", "llava", "gemma3-4b")
-    ) and "mini-tts" not in name
+    return (
+        name.startswith(
+            ("gpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-5", "o1", "o3", "o4", "llava", "gemma3-4b")
+        )
+        and "mini-tts" not in name
+    )
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,9 @@ class LLMContextTooLong(LLMError):
 
 
 class LLMModelNotFound(LLMError):
-    user_message = "The configured model is not available on the LLM server; an admin needs to pick another."
+    user_message = (
+        "The configured model is not available on the LLM server; an admin needs to pick another."
+    )
 
 
 class LLMUnavailable(LLMError):

@@ -174,8 +174,7 @@ class Settings(BaseSettings):
             value = lookup[name]
             if value is None or not value.get_secret_value().strip():
                 raise ConfigError(
-                    f"{name} is not set: add it to your environment or to .env "
-                    "(see .env.example)."
+                    f"{name} is not set: add it to your environment or to .env (see .env.example)."
                 )
 
 

@@ -1,9 +1,8 @@
 """Interactivity on answers: the 👍 / 👎 feedback buttons under each answer.
 
-The buttons carry `up:<answer_id>` / `down:<answer_id>`. There is no feedback ledger in
-`bot/` yet, so the handler logs the vote (structured, greppable) and thanks the user
-ephemerally through the action's `response_url`; when `bot/` grows a
-`record_feedback(...)`, this is the one call to add. Handlers keep no rules of their own.
+The buttons carry `up:<answer_id>` / `down:<answer_id>`. The vote is stored with the
+answer (one per user; a new click replaces the old) and the user is thanked ephemerally
+through the action's `response_url`. A vote on an unknown answer is only logged.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
+from bot.db import repo
 from bot.deps import Deps
 from handlers import render
 
@@ -32,4 +32,22 @@ def register(app: AsyncApp, deps: Deps) -> None:
         vote, _, answer_id = str(action.get("value") or "").partition(":")
         user = (body.get("user") or {}).get("id")
         log.info("feedback vote=%s answer_id=%s user=%s", vote, answer_id, user)
+        if answer_id.isdigit() and user:
+            try:
+                async with deps.db.write() as session:
+                    await repo.record_feedback(
+                        session,
+                        answer_id=int(answer_id),
+                        user_id=str(user),
+                        vote=vote,
+                        when=deps.clock.now(),
+                    )
+            except Exception:
+                log.exception("Could not store the feedback on answer %s", answer_id)
+                await respond(
+                    text="I could not save your feedback just now; please try again later.",
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+                return
         await respond(text=THANKS, response_type="ephemeral", replace_original=False)

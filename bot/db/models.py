@@ -36,7 +36,11 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     """Declarative base for every Candor table."""
 
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        datetime: DateTime(timezone=True),
+    }
 
 
 class ChannelSettingsRow(Base):
@@ -94,6 +98,19 @@ class ProcessedEventRow(Base):
     kind: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(16), default="claimed")
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AnswerFeedbackRow(Base):
+    """A user's 👍 / 👎 on an answer; a new click replaces their earlier vote."""
+
+    __tablename__ = "answer_feedback"
+
+    answer_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    vote: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AnswerRow(Base):

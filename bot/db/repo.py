@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
     DEFAULT_KEY,
+    AnswerFeedbackRow,
     AnswerRow,
     ChannelSettingsRow,
     ConversationTurnRow,
@@ -140,6 +141,24 @@ async def add_turn(
     session.add(row)
     await session.flush()
     return row
+
+
+async def record_feedback(
+    session: AsyncSession, *, answer_id: int, user_id: str, vote: str, when: datetime
+) -> bool:
+    """Store `user_id`'s vote ("up" or "down") on an answer; False if the answer is unknown."""
+    if vote not in ("up", "down") or await session.get(AnswerRow, answer_id) is None:
+        return False
+    row = await session.get(AnswerFeedbackRow, (answer_id, user_id))
+    if row is None:
+        session.add(
+            AnswerFeedbackRow(answer_id=answer_id, user_id=user_id, vote=vote, created_at=when)
+        )
+    else:
+        row.vote = vote
+        row.created_at = when
+    await session.flush()
+    return True
 
 
 async def record_answer(session: AsyncSession, **fields: Any) -> AnswerRow:

@@ -455,3 +455,29 @@ async def test_database_down_is_one_sentence_not_silence(
     [reply] = candor.slack.messages("C1")
     assert reply.text == "Candor cannot reach its database right now; please try again in a minute."
     assert fake_llm.requests == []
+
+
+async def test_feedback_votes_are_stored_one_per_user(
+    candor: Candor, deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    from sqlalchemy import select
+
+    from bot.db.models import AnswerFeedbackRow, AnswerRow
+    from tests.fakes.slack_events import block_actions
+
+    await candor.send.event(app_mention("<@UBOT> rate me"))
+    await candor.idle()
+    async with deps.db.sessions() as session:
+        answer_id = (await session.execute(select(AnswerRow.id))).scalar_one()
+    for vote in ("up", "down"):
+        await candor.send.action(
+            block_actions(
+                f"candor_feedback_{vote}",
+                f"{vote}:{answer_id}",
+                response_url=candor.slack.response_url(),
+            )
+        )
+    await candor.slack.wait_for("response_url", 2)
+    async with deps.db.sessions() as session:
+        votes = (await session.execute(select(AnswerFeedbackRow))).scalars().all()
+    assert [(v.answer_id, v.vote) for v in votes] == [(answer_id, "down")]
