@@ -34,6 +34,7 @@ from bot.db.spend_models import DEFAULT_BUDGET_KEY
 from bot.deps import Deps
 from bot.errors import CandorError
 from handlers import admin_views as views
+from handlers.directory import user_lookup
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,7 @@ class Invocation:
     args: list[str]
 
     async def lookup(self, user_id: str) -> Mapping[str, Any] | None:
-        response = await self.client.users_info(user=user_id)
-        user = response.get("user")
-        return user if isinstance(user, dict) else None
+        return await user_lookup(self.client)(user_id)
 
     def here(self) -> Target:
         return Target(self.team_id, self.channel_id)
@@ -111,11 +110,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user_id = str(body.get("user", {}).get("id", ""))
         target, _origin = views.parse_metadata(str(view.get("private_metadata") or ""))
 
-        async def lookup(uid: str) -> Mapping[str, Any] | None:
-            user = (await client.users_info(user=uid)).get("user")
-            return user if isinstance(user, dict) else None
-
-        if not await service.is_admin(user_id, lookup):
+        if not await service.is_admin(user_id, user_lookup(client)):
             await ack(response_action="errors", errors={"system_message": NOT_ADMIN})
             return
         text = views.submitted_values(view).get("system_message") or ""

@@ -10,11 +10,29 @@ falls back to the scopes that need no check.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.admin import UserLookup
+
 CACHE_SECONDS = 60.0
+
+
+def is_private_channel(channel: Mapping[str, Any]) -> bool:
+    """Whether a `conversations.info` channel object is private (private, group or DM)."""
+    return bool(channel.get("is_private") or channel.get("is_group") or channel.get("is_im"))
+
+
+def user_lookup(client: AsyncWebClient) -> UserLookup:
+    """`users.info` as the admin check wants it: the user object, or None."""
+
+    async def lookup(user_id: str) -> Mapping[str, Any] | None:
+        user = (await client.users_info(user=user_id)).get("user")
+        return user if isinstance(user, dict) else None
+
+    return lookup
 
 
 class SlackDirectory:
@@ -41,7 +59,7 @@ class SlackDirectory:
             return bool(cached)
         response = await self.client.conversations_info(channel=channel_id)
         channel = response.get("channel") or {}
-        private = bool(channel.get("is_private") or channel.get("is_group") or channel.get("is_im"))
+        private = is_private_channel(channel)
         return bool(self._put(("private", channel_id), private))
 
     async def members(self, channel_id: str) -> frozenset[str]:

@@ -10,7 +10,7 @@ and submission: a button is only a shortcut, not a permission.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -24,23 +24,16 @@ from bot.admin_settings import ConfigView, InvalidValue, Target
 from bot.channels import FIELDS
 from bot.deps import Deps
 from handlers import admin_views as views
+from handlers.directory import user_lookup
 
 log = logging.getLogger(__name__)
-
-
-def _lookup(client: AsyncWebClient) -> Callable[[str], Awaitable[Mapping[str, Any] | None]]:
-    async def lookup(user_id: str) -> Mapping[str, Any] | None:
-        user = (await client.users_info(user=user_id)).get("user")
-        return user if isinstance(user, dict) else None
-
-    return lookup
 
 
 async def publish_home(
     deps: Deps, service: AdminService, client: AsyncWebClient, *, user_id: str, team_id: str
 ) -> None:
     """Build and publish `user_id`'s App Home (the admin part only for admins)."""
-    is_admin = await service.is_admin(user_id, _lookup(client))
+    is_admin = await service.is_admin(user_id, user_lookup(client))
     defaults: ConfigView | None = None
     overrides: list[ConfigView] = []
     if is_admin:
@@ -113,7 +106,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         user_id = str(body["user"]["id"])
         team_id = str((body.get("team") or {}).get("id") or body["user"].get("team_id") or "")
-        if not await service.is_admin(user_id, _lookup(client)):
+        if not await service.is_admin(user_id, user_lookup(client)):
             log.info("Refused a settings edit by non-admin %s", user_id)
             await client.views_open(trigger_id=body["trigger_id"], view=_notice(NOT_ADMIN))
             return
@@ -131,7 +124,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     ) -> None:
         user_id = str(body["user"]["id"])
         target, _origin = views.parse_metadata(str(view.get("private_metadata") or ""))
-        if not await service.is_admin(user_id, _lookup(client)):
+        if not await service.is_admin(user_id, user_lookup(client)):
             await ack(response_action="errors", errors={"system_message": NOT_ADMIN})
             return
         current = await service.config(target)

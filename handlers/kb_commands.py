@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.admin_settings import InvalidValue
 from handlers.commands import Invocation, _one_value, pop_target
+from handlers.directory import is_private_channel
 
 
 async def kb_content(call: Invocation, what: str) -> str:
@@ -42,7 +43,7 @@ async def kb_content(call: Invocation, what: str) -> str:
     if target.is_default or call.args:
         raise InvalidValue("Usage: `/candor kb ingest [#channel]` (a channel, not the workspace).")
     info = (await call.client.conversations_info(channel=target.channel_id)).get("channel") or {}
-    private = bool(info.get("is_private") or info.get("is_group"))
+    private = is_private_channel(info)
     scope = Scope.channel(target.channel_id, private=private)
     document = await load_slack_channel(
         call.client, target.channel_id, scope, channel_name=info.get("name")

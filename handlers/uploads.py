@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot import admin as admin_mod
 from bot.deps import Deps
 from bot.kb import ScopedKnowledge
+from handlers.directory import is_private_channel, user_lookup
 from knowledge import Scope, UnsupportedFile, load_upload
 
 if TYPE_CHECKING:
@@ -47,11 +48,7 @@ async def learn(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
             channel=incoming.channel, thread_ts=incoming.thread_ts, text=text
         )
 
-    async def lookup(uid: str) -> Any:
-        user = (await client.users_info(user=uid)).get("user")
-        return user if isinstance(user, dict) else None
-
-    if not await admin_mod.for_deps(deps).is_admin(incoming.user, lookup):
+    if not await admin_mod.for_deps(deps).is_admin(incoming.user, user_lookup(client)):
         await say(NOT_ADMIN)
         return
     knowledge = deps.knowledge
@@ -63,7 +60,7 @@ async def learn(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     scope = Scope.workspace()
     if channel:
         info = (await client.conversations_info(channel=channel)).get("channel") or {}
-        scope = Scope.channel(channel, private=bool(info.get("is_private") or info.get("is_group")))
+        scope = Scope.channel(channel, private=is_private_channel(info))
     lines: list[str] = []
     for f in incoming.files:
         name = str(f.get("name") or "file")
