@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from bot.llm import ChatRequest, DeltaCallback, LLMGateway, Usage, supports_visi
 from bot.ports import KnowledgeSource, RetrievalQuery, RetrievedHit, SpendGuard
 from bot.settings import Settings
 from bot.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, context_window
+from knowledge import cited_indices
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +450,7 @@ class ConversationManager:
 
 
 def _citations(text: str, hits: Sequence[RetrievedHit]) -> list[Citation]:
-    cited = {int(n) for n in re.findall(r"\[(\d{1,3})\]", text)}
+    cited = cited_indices(text)
     return [
         Citation(index=h.index, title=h.title, link=h.link, source=h.source)
         for h in hits

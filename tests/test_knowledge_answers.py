@@ -82,7 +82,7 @@ def system_prompt(fake: FakeOpenAIServer) -> str:
 async def test_sources_reach_the_prompt_and_cited_ones_come_back(
     deps: Deps, kb: ScopedKnowledge, fake_llm: FakeOpenAIServer
 ) -> None:
-    fake_llm.enqueue("The freeze starts Friday at 15:00 [1].")
+    fake_llm.enqueue("The freeze starts Friday at 15:00 [1, 7].")
     answer = await deps.manager.reply(turn("When does the deploy freeze start?"))
     prompt = system_prompt(fake_llm)
     assert "[1] Handbook (handbook.md)" in prompt
