@@ -377,7 +377,7 @@ async def apply_change(
         warnings.extend(scope_warnings(target, values["kb_scopes"]))
 
     row = await repo.get_or_create_channel_row(
-        session, workspace_id=target.workspace_id, channel_id=target.channel_id
+        session, workspace_id=target.workspace_id, channel_id=target.channel_id, now=now
     )
     # Only fields whose value really changes are written and audited; a no-op is no change.
     before = {

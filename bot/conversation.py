@@ -401,6 +401,7 @@ class ConversationManager:
 
     async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
         model = answer.model
+        now = self.clock.now()
         try:
             async with self.db.write() as session:
                 await repo.add_turn(
@@ -413,6 +414,7 @@ class ConversationManager:
                     token_count=self.tokens.count(turn.text, model),
                     user_id=turn.user_id,
                     event_id=turn.event_id,
+                    now=now,
                 )
                 await repo.add_turn(
                     session,
@@ -424,9 +426,11 @@ class ConversationManager:
                     token_count=answer.usage.completion_tokens,
                     model=model,
                     event_id=turn.event_id,
+                    now=now,
                 )
                 row = await repo.record_answer(
                     session,
+                    now=now,
                     event_id=turn.event_id,
                     workspace_id=turn.workspace_id,
                     channel_id=turn.channel_id,

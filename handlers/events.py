@@ -162,7 +162,7 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     try:
         async with deps.db.write() as session:
             claimed = await repo.claim_event(
-                session, event_id=incoming.claim_key, kind=incoming.kind
+                session, event_id=incoming.claim_key, kind=incoming.kind, now=deps.clock.now()
             )
     except Exception:
         # Without the claim we cannot promise one answer; say so once and let Slack retry.

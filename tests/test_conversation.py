@@ -18,7 +18,9 @@ turn = make_turn
 
 async def set_channel(deps: Deps, channel: str = "C1", **values: object) -> None:
     async with deps.db.sessions.begin() as session:
-        row = await repo.get_or_create_channel_row(session, workspace_id="T1", channel_id=channel)
+        row = await repo.get_or_create_channel_row(
+            session, workspace_id="T1", channel_id=channel, now=deps.clock.now()
+        )
         for key, value in values.items():
             setattr(row, key, value)
 
@@ -122,6 +124,7 @@ async def test_long_thread_is_trimmed_to_the_window_keeping_the_newest_turns(
                 role="user" if i % 2 == 0 else "assistant",
                 text=f"message number {i} " + "lorem ipsum dolor sit amet " * 5,
                 token_count=0,
+                now=deps.clock.now(),
             )
 
     answer = await deps.manager.reply(turn("And now?"))

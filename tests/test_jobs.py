@@ -29,7 +29,7 @@ async def test_old_event_claims_are_pruned_and_recent_ones_kept(
         session.add(ProcessedEventRow(event_id="new", received_at=clock.now() - timedelta(days=1)))
     assert await prune_events(deps) == 1
     async with deps.db.write() as session:
-        assert not await repo.claim_event(session, event_id="new", kind="x")
+        assert not await repo.claim_event(session, event_id="new", kind="x", now=clock.now())
 
 
 async def test_history_retention_is_off_by_default_and_prunes_when_set(

@@ -137,7 +137,9 @@ async def test_admin_granted_private_scope_needs_every_member_to_see_it(
     directory = FakeDirectory(channel_members={"C1": {"U1", "U2"}, "G1": {"U1"}})
     kb.directory = directory
     async with deps.db.write() as session:
-        row = await repo.get_or_create_channel_row(session, workspace_id="T1", channel_id="C1")
+        row = await repo.get_or_create_channel_row(
+            session, workspace_id="T1", channel_id="C1", now=deps.clock.now()
+        )
         row.kb_scopes = ["workspace", "channel:G1"]
     question = "What is the acquisition codename?"
 

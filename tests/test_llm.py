@@ -24,16 +24,24 @@ from tests.fakes.openai_server import FakeOpenAIServer
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
-def gateway(fake: FakeOpenAIServer, tmp_path: Path, *, retries: int = 2, timeout: float = 5) -> LLMGateway:
-    client = AsyncOpenAI(base_url=fake.url, api_key="sk-secret-123", max_retries=retries, timeout=timeout)
+def gateway(
+    fake: FakeOpenAIServer, tmp_path: Path, *, retries: int = 2, timeout: float = 5
+) -> LLMGateway:
+    client = AsyncOpenAI(
+        base_url=fake.url, api_key="sk-secret-123", max_retries=retries, timeout=timeout
+    )
     return LLMGateway(client, TokenCounter(tmp_path))
 
 
-async def test_429_and_500_are_retried_then_succeed(fake_llm: FakeOpenAIServer, tmp_path: Path) -> None:
+async def test_429_and_500_are_retried_then_succeed(
+    fake_llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
     fake_llm.enqueue_error(429)
     fake_llm.enqueue_error(500)
     fake_llm.enqueue("Recovered.")
-    result = await gateway(fake_llm, tmp_path).complete(ChatRequest(model="gpt-4o-mini", messages=MESSAGES))
+    result = await gateway(fake_llm, tmp_path).complete(
+        ChatRequest(model="gpt-4o-mini", messages=MESSAGES)
+    )
     assert result.text == "Recovered."
     assert len(fake_llm.requests) == 3
 
@@ -59,7 +67,9 @@ async def test_failures_become_one_clear_sentence(
     message = "This model's maximum context length is 8192 tokens" if code else "nope"
     fake_llm.enqueue_error(status, code=code, message=message, times=3)
     with pytest.raises(error) as info:
-        await gateway(fake_llm, tmp_path).complete(ChatRequest(model="gpt-4o-mini", messages=MESSAGES))
+        await gateway(fake_llm, tmp_path).complete(
+            ChatRequest(model="gpt-4o-mini", messages=MESSAGES)
+        )
     text = info.value.user_message
     assert sentence in text
     assert text.count(".") == 1 and text.endswith(".")
@@ -74,8 +84,12 @@ async def test_timeout_is_typed(fake_llm: FakeOpenAIServer, tmp_path: Path) -> N
         )
 
 
-async def test_streaming_usage_cached_tokens_and_logprobs(fake_llm: FakeOpenAIServer, tmp_path: Path) -> None:
-    fake_llm.enqueue("Twelve tokens of text here.", prompt_tokens=120, completion_tokens=12, cached_tokens=100)
+async def test_streaming_usage_cached_tokens_and_logprobs(
+    fake_llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    fake_llm.enqueue(
+        "Twelve tokens of text here.", prompt_tokens=120, completion_tokens=12, cached_tokens=100
+    )
     result = await gateway(fake_llm, tmp_path).complete(
         ChatRequest(model="gpt-4o-mini", messages=MESSAGES, logprobs=True)
     )

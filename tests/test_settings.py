@@ -19,7 +19,14 @@ from bot.settings import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUPS = [SlackSettings, OpenAISettings, DatabaseSettings, QdrantSettings, BudgetSettings, CandorSettings]
+GROUPS = [
+    SlackSettings,
+    OpenAISettings,
+    DatabaseSettings,
+    QdrantSettings,
+    BudgetSettings,
+    CandorSettings,
+]
 
 
 def all_variable_names() -> set[str]:

@@ -8,7 +8,7 @@ Migrations in `bot/db/migrations/` create these tables; the models mirror them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -30,7 +30,19 @@ DEFAULT_KEY = "*"
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Fail loudly: every timestamp Candor writes comes from the injected `Clock`.
+
+    Used as the Python-side default of every timestamp column, so a write that forgets to
+    pass `now` is a bug found by the first test that makes it, instead of a row dated by
+    the wall clock while the rest of the system (and the tests) follow the injected one.
+    """
+    raise MissingTimestampError(
+        "a timestamp column was left to its default; pass the injected clock's now()"
+    )
+
+
+class MissingTimestampError(RuntimeError):
+    """A row was written without a timestamp from the injected clock."""
 
 
 class Base(DeclarativeBase):

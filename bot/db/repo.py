@@ -36,24 +36,31 @@ async def get_channel_row(
     return result.scalar_one_or_none()
 
 
-async def get_default_row(session: AsyncSession) -> ChannelSettingsRow:
-    """The workspace-default row, recreated if someone deleted it by hand."""
+async def get_default_row(
+    session: AsyncSession, *, now: datetime | None = None
+) -> ChannelSettingsRow:
+    """The workspace-default row.
+
+    If someone deleted it by hand, a reader (`now` not given) gets a blank row that is not
+    stored, and a writer (`now` given) recreates it, stamped with that time.
+    """
     row = await get_channel_row(session, workspace_id=DEFAULT_KEY, channel_id=DEFAULT_KEY)
     if row is None:
-        row = ChannelSettingsRow(workspace_id=DEFAULT_KEY, channel_id=DEFAULT_KEY)
-        session.add(row)
-        await session.flush()
+        row = ChannelSettingsRow(workspace_id=DEFAULT_KEY, channel_id=DEFAULT_KEY, updated_at=now)
+        if now is not None:
+            session.add(row)
+            await session.flush()
     return row
 
 
 async def get_or_create_channel_row(
-    session: AsyncSession, *, workspace_id: str, channel_id: str
+    session: AsyncSession, *, workspace_id: str, channel_id: str, now: datetime
 ) -> ChannelSettingsRow:
     if channel_id == DEFAULT_KEY:
-        return await get_default_row(session)
+        return await get_default_row(session, now=now)
     row = await get_channel_row(session, workspace_id=workspace_id, channel_id=channel_id)
     if row is None:
-        row = ChannelSettingsRow(workspace_id=workspace_id, channel_id=channel_id)
+        row = ChannelSettingsRow(workspace_id=workspace_id, channel_id=channel_id, updated_at=now)
         session.add(row)
         await session.flush()
     return row
@@ -68,14 +75,16 @@ async def list_channel_rows(session: AsyncSession) -> Sequence[ChannelSettingsRo
     return result.scalars().all()
 
 
-async def claim_event(session: AsyncSession, *, event_id: str, kind: str) -> bool:
+async def claim_event(session: AsyncSession, *, event_id: str, kind: str, now: datetime) -> bool:
     """Claim `event_id` for processing; False when another delivery already claimed it.
 
     The primary key makes this atomic across replicas: exactly one INSERT wins.
     """
     try:
         async with session.begin_nested():
-            await session.execute(insert(ProcessedEventRow).values(event_id=event_id, kind=kind))
+            await session.execute(
+                insert(ProcessedEventRow).values(event_id=event_id, kind=kind, received_at=now)
+            )
     except IntegrityError:
         return False
     return True
@@ -126,8 +135,10 @@ async def add_turn(
     user_id: str | None = None,
     model: str | None = None,
     event_id: str | None = None,
+    now: datetime,
 ) -> ConversationTurnRow:
     row = ConversationTurnRow(
+        created_at=now,
         workspace_id=workspace_id,
         channel_id=channel_id,
         thread_key=thread_key,
@@ -161,8 +172,8 @@ async def record_feedback(
     return True
 
 
-async def record_answer(session: AsyncSession, **fields: Any) -> AnswerRow:
-    row = AnswerRow(**fields)
+async def record_answer(session: AsyncSession, *, now: datetime, **fields: Any) -> AnswerRow:
+    row = AnswerRow(created_at=now, **fields)
     session.add(row)
     await session.flush()
     return row

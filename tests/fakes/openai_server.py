@@ -103,7 +103,9 @@ class FakeOpenAIServer:
     # --- handlers --------------------------------------------------------------------
 
     async def _models(self, _request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -183,7 +185,12 @@ class FakeOpenAIServer:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         model = script.model or body["model"]
-        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         text = script.text
         pieces = [text[i : i + script.chunk_size] for i in range(0, len(text), script.chunk_size)]
         first = True
@@ -195,7 +202,14 @@ class FakeOpenAIServer:
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
             if body.get("logprobs"):
                 choice["logprobs"] = {
-                    "content": [{"token": piece, "logprob": script.logprob, "bytes": None, "top_logprobs": []}]
+                    "content": [
+                        {
+                            "token": piece,
+                            "logprob": script.logprob,
+                            "bytes": None,
+                            "top_logprobs": [],
+                        }
+                    ]
                 }
             await response.write(_sse({**base, "choices": [choice]}))
         await response.write(

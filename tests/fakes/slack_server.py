@@ -317,7 +317,11 @@ class FakeSlackServer:
         return self.calls_to(method)
 
     async def wait_until(
-        self, predicate: Callable[[], bool], timeout: float = 5.0, *, what: str = "condition"  # noqa: ASYNC109
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 5.0,
+        *,
+        what: str = "condition",  # noqa: ASYNC109
     ) -> None:
         """Poll `predicate` whenever a call arrives, up to `timeout` seconds."""
         deadline = time.monotonic() + timeout

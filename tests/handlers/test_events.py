@@ -26,7 +26,9 @@ CHAT_METHODS = ("chat.postMessage", "chat.startStream", "chat.update", "chat.pos
 
 async def set_channel(deps: Deps, channel: str = "C1", **values: object) -> None:
     async with deps.db.sessions.begin() as session:
-        row = await repo.get_or_create_channel_row(session, workspace_id="T1", channel_id=channel)
+        row = await repo.get_or_create_channel_row(
+            session, workspace_id="T1", channel_id=channel, now=deps.clock.now()
+        )
         for key, value in values.items():
             setattr(row, key, value)
 

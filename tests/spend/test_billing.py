@@ -35,7 +35,9 @@ REQUIRED_MODELS = (
 
 async def set_channel_model(deps: Deps, model: str) -> None:
     async with deps.db.sessions.begin() as session:
-        row = await repo.get_or_create_channel_row(session, workspace_id="T1", channel_id="C1")
+        row = await repo.get_or_create_channel_row(
+            session, workspace_id="T1", channel_id="C1", now=deps.clock.now()
+        )
         row.model = model
 
 
