@@ -1,16 +1,44 @@
-"""`/candor kb ingest|sources|remove`: what the knowledge base knows, managed from Slack.
+"""`/candor kb …`: how a channel retrieves, and what the knowledge base knows.
 
-`ingest` reads a channel's history and threads (with permalinks) into that channel's own
-scope, private when the channel is; every change is written to the audit log.
+`kb scopes|top-k|floor` are channel settings (validated by `bot.admin_settings`, written
+by `bot.admin`). `kb ingest` reads a channel's history and threads (with permalinks) into
+that channel's own scope, private when the channel is; `kb sources` lists what is known
+and `kb remove` forgets a source. Every change is written to the audit log.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot import admin_settings as validate
 from bot.admin_settings import InvalidValue
-from handlers.commands import Invocation, _one_value, pop_target
+from handlers.commands.base import Handler, Invocation, one_value, pop_target, set_values
 from handlers.directory import is_private_channel
+
+_USAGE = (
+    "Usage: `/candor kb scopes workspace,channel:C123 | kb top-k N | kb floor X [#channel]`, "
+    "`/candor kb ingest [#channel]`, `/candor kb sources`, `/candor kb remove SOURCE`"
+)
+
+
+async def cmd_kb(call: Invocation) -> str:
+    if not call.args:
+        raise InvalidValue(_USAGE)
+    what = call.args[0].lower()
+    call.args = call.args[1:]
+    if what in ("ingest", "sources", "remove"):
+        return await kb_content(call, what)
+    target = await pop_target(call)
+    if what == "scopes":
+        scopes = validate.parse_scopes(call.args)
+        return await set_values(call, target, "kb scopes", {"kb_scopes": scopes})
+    if what in ("top-k", "topk", "top_k"):
+        value = validate.parse_top_k(one_value(call, "/candor kb top-k N [#channel]"))
+        return await set_values(call, target, "kb top-k", {"kb_top_k": value})
+    if what == "floor":
+        floor = validate.parse_score_floor(one_value(call, "/candor kb floor X [#channel]"))
+        return await set_values(call, target, "kb floor", {"kb_score_floor": floor})
+    raise InvalidValue(_USAGE)
 
 
 async def kb_content(call: Invocation, what: str) -> str:
@@ -33,7 +61,7 @@ async def kb_content(call: Invocation, what: str) -> str:
         more = f"\n…and {len(sources) - 50} more." if len(sources) > 50 else ""
         return "*Knowledge sources*\n" + "\n".join(lines) + more
     if what == "remove":
-        source = _one_value(call, "/candor kb remove SOURCE")
+        source = one_value(call, "/candor kb remove SOURCE")
         removed = await kb.remove_source(source)
         if not removed:
             raise InvalidValue(f"There is no source `{source}`; `/candor kb sources` lists them.")
@@ -72,3 +100,6 @@ async def _audit(call: Invocation, action: str, target: str, before: Any, after:
             after=after,
             when=call.deps.clock.now(),
         )
+
+
+ROUTES: dict[str, Handler] = {"kb": cmd_kb}

@@ -1,0 +1,143 @@
+"""What every `/candor` subcommand shares: the invocation, and reading its arguments.
+
+A channel is named with Slack's escaped mention (`<#C123|name>`, sent when the command
+escapes channels), a raw channel ID, or `#name` (looked up with `conversations.list`); no
+channel means the current one, and `--workspace` or `default` means the workspace default.
+A user is named with `<@U123|name>` or a member ID.
+
+The subject modules (settings, knowledge, spend, admins) import this module and never
+each other, so no import circle can form between them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.admin import AdminService
+from bot.admin_settings import InvalidValue, Target
+from bot.deps import Deps
+from handlers import admin_views as views
+from handlers.directory import user_lookup
+
+_CHANNEL_MENTION = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$")
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{8,}$")
+_CHANNEL_NAME = re.compile(r"^#([a-z0-9_\-]{1,80})$")
+_USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_WORKSPACE_WORDS = ("--workspace", "default", "workspace-default")
+#: conversations.list pages we read to find `#name` before asking for a mention instead.
+_MAX_NAME_PAGES = 5
+
+
+@dataclass
+class Invocation:
+    """One `/candor` call: who, where, with which arguments, and how to reach Slack."""
+
+    deps: Deps
+    admin: AdminService
+    client: AsyncWebClient
+    team_id: str
+    channel_id: str
+    user_id: str
+    trigger_id: str
+    args: list[str]
+
+    async def lookup(self, user_id: str) -> Mapping[str, Any] | None:
+        return await user_lookup(self.client)(user_id)
+
+    def here(self) -> Target:
+        return Target(self.team_id, self.channel_id)
+
+
+Handler = Callable[[Invocation], Awaitable[str]]
+
+
+# --- targets --------------------------------------------------------------------------
+
+
+async def pop_target(call: Invocation, *, skip: int = 0) -> Target:
+    """Remove the channel or workspace argument from `call.args` and resolve it."""
+    found: list[tuple[int, str]] = []
+    for index, arg in enumerate(call.args):
+        if index < skip:
+            continue
+        if (
+            arg.lower() in _WORKSPACE_WORDS
+            or _CHANNEL_MENTION.match(arg)
+            or _CHANNEL_ID.match(arg)
+            or _CHANNEL_NAME.match(arg)
+        ):
+            found.append((index, arg))
+    if len(found) > 1:
+        raise InvalidValue("Name one channel (or `--workspace`) per command.")
+    if not found:
+        return call.here()
+    index, arg = found[0]
+    del call.args[index]
+    if arg.lower() in _WORKSPACE_WORDS:
+        return Target.default(call.team_id)
+    mention = _CHANNEL_MENTION.match(arg)
+    if mention:
+        return Target(call.team_id, mention.group(1))
+    if _CHANNEL_ID.match(arg):
+        return Target(call.team_id, arg)
+    return Target(call.team_id, await _channel_by_name(call.client, arg[1:]))
+
+
+async def _channel_by_name(client: AsyncWebClient, name: str) -> str:
+    explain = (
+        f"I could not find #{name}. Pick the channel from Slack's autocomplete so its link "
+        "is sent, or give the channel ID (channel details → About, e.g. `C0123ABCD`)."
+    )
+    cursor = ""
+    for _page in range(_MAX_NAME_PAGES):
+        try:
+            response = await client.conversations_list(
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=1000,
+                cursor=cursor or None,
+            )
+        except SlackApiError:
+            raise InvalidValue(explain) from None
+        for channel in response.get("channels") or []:
+            if channel.get("name") == name:
+                return str(channel["id"])
+        cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
+        if not cursor:
+            break
+    raise InvalidValue(explain)
+
+
+def user_arg(raw: str) -> str:
+    """A user ID from `<@U123|name>` or `U123`; `@name` cannot be resolved reliably."""
+    mention = _USER_MENTION.match(raw)
+    if mention:
+        return mention.group(1)
+    if _USER_ID.match(raw):
+        return raw
+    raise InvalidValue(
+        f"`{raw}` is not a user I can identify: pick the person from Slack's @-autocomplete "
+        "(so their link is sent) or give their member ID (`U0123ABCD`)."
+    )
+
+
+def one_value(call: Invocation, usage: str) -> str:
+    """The single remaining argument, or a usage error naming `usage`."""
+    if len(call.args) != 1:
+        raise InvalidValue(f"Usage: `{usage}`")
+    return call.args[0]
+
+
+async def set_values(call: Invocation, target: Target, action: str, values: dict[str, Any]) -> str:
+    """Change channel settings through `bot.admin` (audited) and describe the change."""
+    change = await call.admin.set_values(
+        actor_id=call.user_id, target=target, action=action, values=values
+    )
+    return views.render_change(change)

@@ -1,0 +1,144 @@
+"""`/candor config|system|temperature|model|max-tokens|enable|disable|reset`: channel settings.
+
+Values are validated by `bot.admin_settings` and written (with an audit row) by
+`bot.admin`; this module only reads arguments and renders the result. It also handles the
+system-message editor modal that `/candor system edit` opens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import admin_settings as validate
+from bot.admin import NOT_ADMIN, AdminService
+from bot.admin_settings import InvalidValue
+from bot.channels import FIELDS
+from handlers import admin_views as views
+from handlers.commands.base import Handler, Invocation, one_value, pop_target, set_values
+from handlers.directory import user_lookup
+
+
+def register_modal(app: AsyncApp, service: AdminService) -> None:
+    """Save what an admin typed into the system-message editor."""
+
+    async def on_system_submit(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        user_id = str(body.get("user", {}).get("id", ""))
+        target, _origin = views.parse_metadata(str(view.get("private_metadata") or ""))
+
+        if not await service.is_admin(user_id, user_lookup(client)):
+            await ack(response_action="errors", errors={"system_message": NOT_ADMIN})
+            return
+        text = views.submitted_values(view).get("system_message") or ""
+        try:
+            value = validate.parse_system_message(text)
+            await service.set_values(
+                actor_id=user_id,
+                target=target,
+                action="system set",
+                values={"system_message": value},
+            )
+        except InvalidValue as exc:
+            await ack(response_action="errors", errors={"system_message": exc.user_message})
+            return
+        await ack()
+
+    app.view(views.SYSTEM_MODAL)(on_system_submit)
+
+
+async def cmd_config(call: Invocation) -> str:
+    if call.args and call.args[0].lower() == "show":
+        call.args = call.args[1:]
+    target = await pop_target(call)
+    if call.args:
+        raise InvalidValue("Usage: `/candor config show [#channel | --workspace]`")
+    return views.render_config(await call.admin.config(target))
+
+
+async def cmd_system(call: Invocation) -> str:
+    action = call.args[0].lower() if call.args else "show"
+    call.args = call.args[1:]
+    if action == "set":
+        if not call.args:
+            raise InvalidValue('Usage: `/candor system set "Your text" [#channel]`')
+        target = await pop_target(call, skip=1)
+        if len(call.args) != 1:
+            raise InvalidValue(
+                'Put the text in quotes: `/candor system set "Your text" [#channel]`'
+            )
+        value = validate.parse_system_message(call.args[0])
+        return await set_values(call, target, "system set", {"system_message": value})
+    target = await pop_target(call)
+    if call.args:
+        raise InvalidValue("Usage: `/candor system show|set|edit|reset [#channel]`")
+    if action == "show":
+        return views.render_system(await call.admin.config(target))
+    if action == "reset":
+        change = await call.admin.reset(
+            actor_id=call.user_id, target=target, fields=["system_message"]
+        )
+        return views.render_change(change)
+    if action == "edit":
+        modal = views.system_modal(await call.admin.config(target), origin="command")
+        await call.client.views_open(trigger_id=call.trigger_id, view=modal)
+        return f"Opened the editor for the system message of {target.label}."
+    raise InvalidValue("Usage: `/candor system show|set|edit|reset [#channel]`")
+
+
+async def cmd_temperature(call: Invocation) -> str:
+    target = await pop_target(call)
+    value = validate.parse_temperature(one_value(call, "/candor temperature 0.7 [#channel]"))
+    return await set_values(call, target, "temperature", {"temperature": value})
+
+
+async def cmd_model(call: Invocation) -> str:
+    target = await pop_target(call)
+    raw = one_value(call, "/candor model NAME [#channel]")
+    value = validate.parse_model(raw, call.deps.settings)
+    return await set_values(call, target, "model", {"model": value})
+
+
+async def cmd_max_tokens(call: Invocation) -> str:
+    target = await pop_target(call)
+    value = validate.parse_max_tokens(one_value(call, "/candor max-tokens N [#channel]"))
+    return await set_values(call, target, "max-tokens", {"max_answer_tokens": value})
+
+
+def _toggle(enabled: bool) -> Handler:
+    async def cmd(call: Invocation) -> str:
+        target = await pop_target(call)
+        if call.args:
+            raise InvalidValue(f"Usage: `/candor {'enable' if enabled else 'disable'} [#channel]`")
+        return await set_values(
+            call, target, "enable" if enabled else "disable", {"enabled": enabled}
+        )
+
+    return cmd
+
+
+async def cmd_reset(call: Invocation) -> str:
+    target = await pop_target(call)
+    if not call.args:
+        raise InvalidValue("Usage: `/candor reset [#channel] FIELD` (or `all`).")
+    if [a.lower() for a in call.args] == ["all"]:
+        fields: list[str] = list(FIELDS)
+    else:
+        fields = [validate.field_name(arg) for arg in call.args]
+    change = await call.admin.reset(actor_id=call.user_id, target=target, fields=fields)
+    return views.render_change(change)
+
+
+ROUTES: dict[str, Handler] = {
+    "config": cmd_config,
+    "system": cmd_system,
+    "temperature": cmd_temperature,
+    "model": cmd_model,
+    "max-tokens": cmd_max_tokens,
+    "enable": _toggle(True),
+    "disable": _toggle(False),
+    "reset": cmd_reset,
+}
