@@ -21,6 +21,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -35,6 +36,10 @@ THINKING_STATUS = "is thinking…"
 THINKING_REACTION = "eyes"
 NAME_TTL_SECONDS = 300.0
 NAME_CACHE_MAX = 5_000
+SLACK_FILE_ORIGIN = "https://files.slack.com:443"
+MAX_REDIRECTS = 3
+DOWNLOAD_CHUNK = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass
@@ -45,6 +50,8 @@ class SlackSurface:
     max_image_bytes: int = 5 * 1024 * 1024
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     accepting: bool = True
+    #: The origin file downloads may send the token to; None: derived from the client.
+    file_origin: str | None = None
     _names: dict[str, tuple[float, str | None]] = field(default_factory=dict)
     _http: aiohttp.ClientSession | None = None
 
@@ -131,34 +138,73 @@ class SlackSurface:
             out.append(await self._download(f, mimetype))
         return tuple(out)
 
+    def allowed_file_origin(self) -> str:
+        """The one origin that may receive the bot token with a file download."""
+        return self.file_origin or slack_file_origin(str(self.client.base_url))
+
     async def _download(
         self, f: dict[str, Any], mimetype: str, limit: int | None = None
     ) -> Attachment:
+        """Download one file whole, or say in one sentence why not.
+
+        The bot token goes only to Slack's file origin (see `slack_file_origin`): a file object
+        naming any other host, an external file, or a redirect off that origin is refused
+        without a request carrying the token. The body is read to its end or to `limit`,
+        and must match the `size` Slack gave, so a file never arrives cut short.
+        """
         name = str(f.get("name") or f.get("title") or "image")
         limit = limit or self.max_image_bytes
+        failed = Attachment(name, mimetype, None, f"I could not download {name} from Slack.")
+        if f.get("is_external"):
+            return Attachment(
+                name, mimetype, None, f"I skipped {name}: it is stored outside Slack."
+            )
         size = int(f.get("size") or 0)
         if size > limit:
             return _too_big(name, mimetype, size, limit)
-        url = f.get("url_private_download") or f.get("url_private")
-        failed = Attachment(name, mimetype, None, f"I could not download {name} from Slack.")
-        if not url:
+        url = str(f.get("url_private_download") or f.get("url_private") or "")
+        allowed = self.allowed_file_origin()
+        if not url or _origin(url) != allowed:
+            log.warning("Not downloading %s: its URL is not on Slack's file origin", name)
             return failed
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         headers = {"Authorization": f"Bearer {self.client.token}"}
+        data = bytearray()
         try:
-            async with self._http.get(str(url), headers=headers) as response:
-                # Without a valid token Slack answers 200 with its HTML login page.
-                if response.status != 200 or response.content_type == "text/html":
-                    log.warning("Download of %s failed: HTTP %s", name, response.status)
-                    return failed
-                data = await response.content.read(limit + 1)
+            for _ in range(MAX_REDIRECTS + 1):
+                # Redirects are followed here, not by aiohttp, so the token never leaves
+                # the allowed origin.
+                async with self._http.get(url, headers=headers, allow_redirects=False) as response:
+                    if response.status in _REDIRECTS:
+                        url = urljoin(url, response.headers.get("Location", ""))
+                        if _origin(url) != allowed:
+                            log.warning("Download of %s redirected off Slack; not followed", name)
+                            return failed
+                        continue
+                    # Without a valid token Slack answers 200 with its HTML login page.
+                    if response.status != 200 or response.content_type == "text/html":
+                        log.warning("Download of %s failed: HTTP %s", name, response.status)
+                        return failed
+                    if (response.content_length or 0) > limit:
+                        return _too_big(name, mimetype, response.content_length or 0, limit)
+                    async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK):
+                        data += chunk
+                        if len(data) > limit:
+                            return _too_big(name, mimetype, None, limit)
+                    break
+            else:
+                log.warning("Download of %s failed: too many redirects", name)
+                return failed
         except (aiohttp.ClientError, TimeoutError):
             log.warning("Download of %s failed", name, exc_info=True)
             return failed
-        if len(data) > limit:
-            return _too_big(name, mimetype, len(data), limit)
-        return Attachment(name, mimetype, data)
+        if size and len(data) != size:
+            log.warning("Download of %s incomplete: %d of %d bytes", name, len(data), size)
+            return Attachment(
+                name, mimetype, None, f"I could not download all of {name} from Slack."
+            )
+        return Attachment(name, mimetype, bytes(data))
 
     async def download(self, f: dict[str, Any], *, limit: int) -> Attachment:
         """Download any file on a message with the bot token, up to `limit` bytes."""
@@ -221,9 +267,38 @@ class SlackSurface:
             return Indicator(self.client, channel, ts)
 
 
-def _too_big(name: str, mimetype: str, size: int, limit: int) -> Attachment:
-    message = f"I skipped {name}: it is {render.megabytes(size)} and the limit is {render.megabytes(limit)}."
+def _too_big(name: str, mimetype: str, size: int | None, limit: int) -> Attachment:
+    """`size` None: the download went past `limit` before its size was known."""
+    if size:
+        message = f"I skipped {name}: it is {render.megabytes(size)} and the limit is {render.megabytes(limit)}."
+    else:
+        message = f"I skipped {name}: it is over the limit of {render.megabytes(limit)}."
     return Attachment(name, mimetype, None, message)
+
+
+def slack_file_origin(api_url: str) -> str:
+    """Where file downloads may carry the bot token, from the Web API's URL.
+
+    Slack's own API (`https://slack.com/api/`) serves files from `https://files.slack.com`;
+    any other `SLACK_API_URL` (a proxy, a test server) serves them from its own origin.
+    """
+    parts = urlsplit(api_url)
+    if parts.scheme == "https" and parts.hostname == "slack.com":
+        return SLACK_FILE_ORIGIN
+    return _origin(api_url) or SLACK_FILE_ORIGIN
+
+
+def _origin(url: str) -> str | None:
+    """`scheme://host:port` with the port spelled out, or None for a URL without one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{scheme}://{parts.hostname.lower()}:{port or (443 if scheme == 'https' else 80)}"
 
 
 def strip_mention(text: str, bot_user_id: str | None) -> str:

@@ -22,7 +22,9 @@ Scripting:
 - `set_user(user_id, is_admin=True, ...)`: `users.info`; unknown users are plain members.
 - `set_members(channel, [...])`, `set_user_channels(user, [...])`: membership lookups.
 - `add_file(name, data, mimetype)`: a Slack file object whose `url_private_download`
-  is served by this fake (it insists on `Authorization: Bearer xoxb-...`).
+  is served by this fake (it insists on `Authorization: Bearer xoxb-...`); every
+  download is recorded as method `"file.download"` with its headers. `url=`,
+  `redirect_to=` and extra fields script foreign hosts, redirects and external files.
 - `response_url()`: a URL for slash commands / block actions; posts to it are recorded as
   method `"response_url"` and show up in `messages()` (ephemeral unless in_channel).
 - `max_text_chars`: texts longer than this fail with `msg_too_long` (Slack: 40,000).
@@ -160,6 +162,7 @@ class FakeSlackServer:
         self._members: dict[str, list[str]] = {}
         self._user_channels: dict[str, list[str]] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
+        self._redirects: dict[str, str] = {}
         self._ts = itertools.count(1)
         self._changed = asyncio.Event()
         self._sockets: list[web.WebSocketResponse] = []
@@ -265,12 +268,27 @@ class FakeSlackServer:
         self._user_channels[user_id] = channels
 
     def add_file(
-        self, name: str, data: bytes, mimetype: str = "image/png", *, file_id: str | None = None
+        self,
+        name: str,
+        data: bytes,
+        mimetype: str = "image/png",
+        *,
+        file_id: str | None = None,
+        url: str | None = None,
+        redirect_to: str | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
-        """Store a file and return the Slack file object a message would carry."""
+        """Store a file and return the Slack file object a message would carry.
+
+        `url` makes the object point elsewhere (say, another server); `redirect_to` makes
+        this fake answer its download with a 302 to that location; `fields` are set on the
+        object as given (`is_external=True`, a `size` that does not match, ...).
+        """
         fid = file_id or f"F{uuid.uuid4().hex[:8].upper()}"
         self._files[fid] = (data, mimetype)
-        url = f"{self.base}/files/{fid}/{name}"
+        if redirect_to is not None:
+            self._redirects[fid] = redirect_to
+        url = url or f"{self.base}/files/{fid}/{name}"
         return {
             "id": fid,
             "name": name,
@@ -280,6 +298,7 @@ class FakeSlackServer:
             "size": len(data),
             "url_private": url,
             "url_private_download": url,
+            **fields,
         }
 
     def response_url(self) -> str:
@@ -666,6 +685,9 @@ class FakeSlackServer:
         if not request.headers.get("Authorization", "").startswith("Bearer xoxb-"):
             # Slack answers unauthenticated downloads with its HTML login page.
             return web.Response(text="<html>login</html>", content_type="text/html")
+        redirect = self._redirects.get(request.match_info["file_id"])
+        if redirect is not None:
+            raise web.HTTPFound(redirect)
         stored = self._files.get(request.match_info["file_id"])
         if stored is None:
             return web.Response(status=404)
