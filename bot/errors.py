@@ -33,3 +33,26 @@ class MessageTooLong(CandorError):
 
 class StorageUnavailable(CandorError):
     user_message = "Candor cannot reach its database right now; please try again in a minute."
+
+
+class DeliveryFailed(CandorError):
+    """The chat surface (Slack) could not show the answer: not the model's fault.
+
+    Raised by a surface's answer sink (e.g. `handlers.slack_io.Reply`) once it has tried
+    every way it has (retrying after `Retry-After`, updating, posting anew). The core keeps
+    the answer and its billing going; the surface tries once more when the answer is done.
+    """
+
+    user_message = "Candor could not post the answer in Slack; please try again in a moment."
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        code: str = "",
+        retry_after: float | None = None,
+        user_message: str | None = None,
+    ) -> None:
+        super().__init__(detail or code, user_message=user_message)
+        self.code = code
+        self.retry_after = retry_after

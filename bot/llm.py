@@ -5,16 +5,27 @@
 hands each text delta to a callback, and returns the text with its `usage`. The client
 retries 429 and 5xx with exponential backoff before the first byte (`OPENAI_MAX_RETRIES`).
 
+Two bounds hold for every call: `OPENAI_TIMEOUT_SECONDS` is the client's timeout per
+read, and `ChatRequest.deadline_seconds` (`OPENAI_TOTAL_TIMEOUT_SECONDS`) is the whole
+call's, so a server trickling one token a second cannot hold an answer forever. The
+answer's length is bounded by `max_tokens` (sent as `max_tokens`, or
+`max_completion_tokens` for reasoning models) and checked here too, for servers that
+ignore it.
+
 Usage comes from the server (`stream_options={"include_usage": True}`); when a server
 sends none while streaming, we count the tokens ourselves and mark the usage
 `estimated=True`, so the ledger can tell the two apart.
 
-Every failure becomes an `LLMError` subclass whose `user_message` is the one sentence a
-person sees; the original exception is logged, never shown (it may carry secrets).
+Every LLM failure becomes an `LLMError` subclass whose `user_message` is the one sentence
+a person sees; the original exception is logged, never shown (it may carry secrets). A
+failure after text arrived carries that text in `partial_text`, so the caller can bill
+what the model produced. An exception raised by the delta callback (the surface showing
+the answer) is not the model's fault: it propagates unchanged, never as an `LLMError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -91,6 +102,8 @@ class ChatRequest:
     max_tokens: int = 1024
     logprobs: bool = False
     stream: bool = True
+    #: The whole call's deadline in seconds (None: only the client's per-read timeout).
+    deadline_seconds: float | None = None
 
 
 @dataclass
@@ -105,9 +118,14 @@ class ChatResult:
 
 
 class LLMError(CandorError):
-    """An LLM failure with the one sentence a user sees."""
+    """An LLM failure with the one sentence a user sees.
+
+    `partial_text` is what the model had streamed before the failure ("" when it failed
+    before the first token): the caller bills it as an estimate.
+    """
 
     user_message = "The language model failed to answer; please try again in a moment."
+    partial_text: str = ""
 
 
 class LLMRateLimited(LLMError):
@@ -138,6 +156,35 @@ class LLMModelNotFound(LLMError):
 
 class LLMUnavailable(LLMError):
     user_message = "The language model is unavailable right now; please try again in a few minutes."
+
+
+class LLMStreamCut(LLMError):
+    """The server ended the stream mid-answer (connection dropped, no end of answer)."""
+
+    user_message = "The language model's answer was cut off before it finished; please ask again."
+
+
+def _deadline_passed(seconds: float) -> LLMTimeout:
+    return LLMTimeout(
+        f"total deadline of {seconds:g} s passed",
+        user_message=(
+            f"The language model did not finish within {seconds:g} seconds, so Candor stopped "
+            "waiting; please try again or ask for a shorter answer."
+        ),
+    )
+
+
+class _SinkFailed(Exception):
+    """Carries an exception of the delta callback past the LLM error translation."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+#: Share over `max_tokens` tolerated before the gateway stops a stream itself: deltas
+#: counted one by one count a little high, and a server that honours the limit stops first.
+_LENGTH_SLACK = 1.1
 
 
 def _translate(exc: Exception) -> LLMError:
@@ -197,18 +244,34 @@ class LLMGateway:
     async def complete(
         self, request: ChatRequest, on_delta: DeltaCallback | None = None
     ) -> ChatResult:
-        """Run one chat completion, streaming deltas to `on_delta`; raise `LLMError`."""
+        """Run one chat completion, streaming deltas to `on_delta`; raise `LLMError`.
+
+        An exception raised by `on_delta` stops the call and propagates unchanged.
+        """
         params = self.build_params(request)
         started = time.perf_counter()
+        parts: list[str] = []  # text received so far, for `partial_text` on failure
         try:
-            if request.stream:
-                result = await self._stream(params, request, on_delta, started)
-            else:
-                result = await self._once(params, request)
-        except LLMError:
+            async with asyncio.timeout(request.deadline_seconds) as deadline:
+                if request.stream:
+                    result = await self._stream(params, request, on_delta, started, parts)
+                else:
+                    result = await self._once(params, request)
+        except _SinkFailed as failed:
+            raise failed.cause from None
+        except LLMError as known:
+            known.partial_text = "".join(parts)
             raise
         except Exception as exc:
-            err = _translate(exc)
+            err: LLMError
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                err = _deadline_passed(request.deadline_seconds or 0)
+            elif parts:
+                # Text arrived, then the connection broke: the answer was cut off.
+                err = LLMStreamCut(f"{type(exc).__name__} after {len(parts)} deltas")
+            else:
+                err = _translate(exc)
+            err.partial_text = "".join(parts)
             log.warning("LLM call to %s failed: %s", request.model, err.detail)
             raise err from None
         result.total_seconds = time.perf_counter() - started
@@ -236,32 +299,50 @@ class LLMGateway:
         request: ChatRequest,
         on_delta: DeltaCallback | None,
         started: float,
+        parts: list[str],
     ) -> ChatResult:
         stream = await self.client.chat.completions.create(**params)
-        parts: list[str] = []
         logprobs: list[float] = []
         usage_obj: Any = None
         finish: str | None = None
         model = request.model
         first: float | None = None
-        async for chunk in stream:
-            if chunk.model:
-                model = chunk.model
-            if chunk.usage is not None:
-                usage_obj = chunk.usage
-            for choice in chunk.choices or []:
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-                if choice.logprobs is not None and choice.logprobs.content:
-                    logprobs.extend(t.logprob for t in choice.logprobs.content)
-                delta = choice.delta.content if choice.delta is not None else None
-                if delta:
-                    if first is None:
-                        first = time.perf_counter() - started
-                    parts.append(delta)
-                    if on_delta is not None:
-                        await on_delta(delta)
+        counted = 0
+        too_long = int(request.max_tokens * _LENGTH_SLACK) + 16
+        try:
+            async for chunk in stream:
+                if chunk.model:
+                    model = chunk.model
+                if chunk.usage is not None:
+                    usage_obj = chunk.usage
+                for choice in chunk.choices or []:
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+                    if choice.logprobs is not None and choice.logprobs.content:
+                        logprobs.extend(t.logprob for t in choice.logprobs.content)
+                    delta = choice.delta.content if choice.delta is not None else None
+                    if delta:
+                        if first is None:
+                            first = time.perf_counter() - started
+                        parts.append(delta)
+                        counted += self.tokens.count(delta, request.model)
+                        if on_delta is not None:
+                            try:
+                                await on_delta(delta)
+                            except Exception as exc:
+                                raise _SinkFailed(exc) from exc
+                if counted > too_long:
+                    # The server ignores max_tokens: stop reading, as it should have.
+                    log.warning("%s went past max_tokens=%d; stopped.", model, request.max_tokens)
+                    finish = "length"
+                    usage_obj = None
+                    break
+        finally:
+            await stream.close()
         text = "".join(parts)
+        if finish is None and usage_obj is None and text:
+            # The stream ended with neither a finish reason nor usage: it was cut short.
+            raise LLMStreamCut("stream ended without finish_reason")
         return ChatResult(
             text=text,
             model=model,

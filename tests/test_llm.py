@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI
 
+from bot.errors import DeliveryFailed
 from bot.llm import (
     ChatRequest,
     LLMAuthFailed,
@@ -15,6 +16,7 @@ from bot.llm import (
     LLMGateway,
     LLMModelNotFound,
     LLMRateLimited,
+    LLMStreamCut,
     LLMTimeout,
     LLMUnavailable,
 )
@@ -109,3 +111,81 @@ async def test_non_streaming_call(fake_llm: FakeOpenAIServer, tmp_path: Path) ->
     assert "stream" not in fake_llm.last
     assert fake_llm.last["temperature"] == 0.2
     assert result.usage.total_tokens == 12
+
+
+async def test_trickling_server_is_stopped_by_the_total_deadline(
+    fake_llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    # One piece every 0.3 s never trips the 1 s per-read timeout; 20 pieces would take 6 s.
+    fake_llm.enqueue("ab" * 20, chunk_size=2, trickle=0.3)
+    with pytest.raises(LLMTimeout) as info:
+        await gateway(fake_llm, tmp_path, timeout=1).complete(
+            ChatRequest(model="gpt-4o-mini", messages=MESSAGES, deadline_seconds=1.0)
+        )
+    assert info.value.user_message == (
+        "The language model did not finish within 1 seconds, so Candor stopped waiting; "
+        "please try again or ask for a shorter answer."
+    )
+    assert info.value.partial_text.startswith("ab")  # what arrived, for billing
+    assert len(info.value.partial_text) < 40
+
+
+async def test_stream_cut_by_the_server_says_cut_off_and_keeps_the_partial_text(
+    fake_llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    fake_llm.enqueue("The first part. The second part never arrives.", chunk_size=8, cut_after=2)
+    seen: list[str] = []
+
+    async def on_delta(delta: str) -> None:
+        seen.append(delta)
+
+    with pytest.raises(LLMStreamCut) as info:
+        await gateway(fake_llm, tmp_path).complete(
+            ChatRequest(model="gpt-4o-mini", messages=MESSAGES), on_delta
+        )
+    assert "cut off" in info.value.user_message
+    assert "unavailable" not in info.value.user_message
+    assert info.value.partial_text == "The first part. " == "".join(seen)
+    assert len(fake_llm.requests) == 1  # a cut answer is not silently asked again
+
+
+async def test_a_failing_delta_callback_is_not_blamed_on_the_model(
+    fake_llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    fake_llm.enqueue("Some answer that Slack will not take.", chunk_size=4)
+
+    async def on_delta(delta: str) -> None:
+        raise DeliveryFailed(code="message_not_found")
+
+    with pytest.raises(DeliveryFailed) as info:
+        await gateway(fake_llm, tmp_path).complete(
+            ChatRequest(model="gpt-4o-mini", messages=MESSAGES), on_delta
+        )
+    assert not isinstance(info.value, LLMError)
+    assert info.value.code == "message_not_found"
+
+
+@pytest.mark.parametrize(
+    ("model", "field"), [("gpt-4o-mini", "max_tokens"), ("o3-mini", "max_completion_tokens")]
+)
+async def test_the_answer_length_limit_is_sent(
+    fake_llm: FakeOpenAIServer, tmp_path: Path, model: str, field: str
+) -> None:
+    await gateway(fake_llm, tmp_path).complete(
+        ChatRequest(model=model, messages=MESSAGES, max_tokens=77)
+    )
+    assert fake_llm.last[field] == 77
+    [other] = {"max_tokens", "max_completion_tokens"} - {field}
+    assert other not in fake_llm.last
+
+
+async def test_a_server_ignoring_max_tokens_is_stopped_at_the_limit(
+    fake_llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    fake_llm.enqueue("word " * 400, chunk_size=5)  # ~400 tokens, one per piece
+    result = await gateway(fake_llm, tmp_path).complete(
+        ChatRequest(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)
+    )
+    assert result.finish_reason == "length"
+    assert len(result.text.split()) < 60
+    assert result.usage.estimated is True

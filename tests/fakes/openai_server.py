@@ -10,7 +10,10 @@ next replies; `requests` records every request body the server received.
 
 Scripted failures: `enqueue_error(429)` (with Retry-After: 0), `enqueue_error(500)`,
 `enqueue_error(400, code="context_length_exceeded")`, `enqueue_error(401)`, and
-`delay` for timeouts and concurrency tests.
+`delay` for timeouts and concurrency tests. While streaming: `trickle=0.2` waits that many
+seconds before each piece (a slow server that never trips a per-read timeout), and
+`cut_after=2` drops the connection after that many pieces (no finish, no usage, no
+`[DONE]`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Scripted:
     logprob: float = -0.05
     chunk_size: int = 8
     model: str | None = None
+    trickle: float = 0.0
+    cut_after: int | None = None
 
 
 @dataclass
@@ -194,7 +199,14 @@ class FakeOpenAIServer:
         text = script.text
         pieces = [text[i : i + script.chunk_size] for i in range(0, len(text), script.chunk_size)]
         first = True
-        for piece in pieces:
+        for n, piece in enumerate(pieces):
+            if script.cut_after is not None and n >= script.cut_after:
+                # Drop the connection mid-answer, as a crashing server or proxy would.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            if script.trickle:
+                await asyncio.sleep(script.trickle)
             delta: dict[str, Any] = {"content": piece}
             if first:
                 delta["role"] = "assistant"
