@@ -4,7 +4,12 @@ Supported file kinds are Markdown, plain text, HTML (tags stripped with the
 stdlib ``html.parser``; headings become Markdown headings so the chunker keeps
 them) and PDF (``pypdf``, one section per page). Folders are walked
 recursively; every file that is not loaded is reported with a reason instead of
-failing the whole batch.
+failing the whole batch. Content that is not text (an executable or random bytes
+under a ``.md`` name) is refused, never ingested as text.
+
+Upload sources are keyed by scope and file name (``upload:<scope key>/<name>``), so
+the same file name learned for two channels is two sources, not one replacing the
+other.
 
 The Slack loader is duck-typed against the ``slack_sdk`` ``AsyncWebClient``
 shape (``conversations_history``, ``conversations_replies``,
@@ -14,7 +19,9 @@ imports Slack code; the bot hands its client in.
 
 from __future__ import annotations
 
+import codecs
 import io
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +54,16 @@ _MIMETYPES: dict[str, FileKind] = {
     "application/pdf": "pdf",
 }
 MAX_FILE_BYTES = 50 * 1024 * 1024
+#: More control bytes than this share of a file means it is binary, not text.
+MAX_CONTROL_SHARE = 0.02
+NOT_TEXT = "The file is not text (it looks like binary data)."
+
+log = logging.getLogger(__name__)
+
+# Control bytes that never occur in text (tab, new lines, form feed and the ESC of
+# terminal colours in logs do).
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
 
 
 class UnsupportedFile(ValueError):
@@ -73,6 +90,14 @@ class LoadResult:
 
 
 def _decode(data: bytes) -> str:
+    """Text of a file, or :class:`UnsupportedFile` when the bytes are not text."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        data = data.decode("utf-16", errors="replace").encode("utf-8")
+    # Text never holds NUL; executables and random bytes nearly always do. Counting
+    # control bytes catches the rest (translate runs in C, so 50 MB takes milliseconds).
+    controls = len(data.translate(None, _NOT_CONTROL))
+    if b"\x00" in data or controls > MAX_CONTROL_SHARE * len(data):
+        raise UnsupportedFile(NOT_TEXT)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -163,7 +188,7 @@ def html_to_text(html: str) -> tuple[str, str]:
 
 def _pdf_sections(data: bytes, link: str) -> tuple[str | None, list[Section]]:
     from pypdf import PdfReader  # lazy: only PDF loads pay for it
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -175,8 +200,17 @@ def _pdf_sections(data: bytes, link: str) -> tuple[str | None, list[Section]]:
                     Section(text, link=f"{link}#page={number}", metadata={"page": str(number)})
                 )
         meta_title = reader.metadata.title if reader.metadata else None
-    except (PdfReadError, ValueError, KeyError) as exc:
-        raise UnsupportedFile(f"The PDF could not be read ({exc}).") from exc
+    except FileNotDecryptedError as exc:
+        raise UnsupportedFile("The PDF is encrypted.") from exc
+    except DependencyError as exc:
+        log.info("PDF %s needs a decoder that is not installed: %s", link, exc)
+        raise UnsupportedFile("The PDF uses an encoding Candor cannot decode.") from exc
+    except LimitReachedError as exc:
+        log.info("PDF %s hit a pypdf safety limit: %s", link, exc)
+        raise UnsupportedFile("The PDF is malformed or too large to read safely.") from exc
+    except Exception as exc:  # pypdf raises many kinds on malformed input
+        log.info("PDF %s could not be read: %r", link, exc)
+        raise UnsupportedFile("The PDF could not be read (it may be damaged).") from exc
     return (str(meta_title).strip() or None) if meta_title else None, sections
 
 
@@ -253,12 +287,20 @@ def load_paths(paths: Iterable[str | os.PathLike[str]], scope: Scope) -> LoadRes
                 result.documents.append(load_file(f, scope))
             except UnsupportedFile as exc:
                 result.skipped.append(SkippedFile(str(f), str(exc)))
+            except Exception:  # one bad file never stops the batch
+                log.exception("Loading %s failed", f)
+                result.skipped.append(SkippedFile(str(f), "The file could not be read."))
     return result
 
 
 def load_folder(path: str | os.PathLike[str], scope: Scope) -> LoadResult:
     """Load every supported file under ``path``."""
     return load_paths([path], scope)
+
+
+def upload_source(filename: str, scope: Scope) -> str:
+    """The source name of an uploaded file: one per scope and file name."""
+    return f"upload:{scope.key}/{filename}"
 
 
 def load_upload(
@@ -272,8 +314,10 @@ def load_upload(
 ) -> Document:
     """Load an uploaded file (for example a Slack file share).
 
-    ``source`` defaults to ``"upload:<filename>"`` so uploading a new version of
-    the same file name replaces the old one; ``link`` defaults to the file name.
+    ``source`` defaults to ``"upload:<scope key>/<filename>"`` so uploading a new
+    version of the same file name for the same scope replaces the old one, while the
+    same name learned for another scope is a source of its own; ``link`` defaults to
+    the file name.
     """
     kind = file_kind(filename, mimetype)
     if kind is None:
@@ -285,7 +329,7 @@ def load_upload(
     return _document_from_bytes(
         data,
         kind,
-        source=source or f"upload:{filename}",
+        source=source or upload_source(filename, scope),
         name=filename,
         link=link or filename,
         scope=scope,

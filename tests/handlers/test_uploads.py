@@ -39,7 +39,7 @@ async def test_admin_upload_with_learn_is_ingested(
     assert "runbook.md: 1 chunks added" in reply.text
     assert "tool.exe: skipped" in reply.text
     assert fake_llm.requests == []  # learning is not a question
-    assert await sources(deps) == ["upload:runbook.md"]
+    assert await sources(deps) == ["upload:workspace/runbook.md"]
 
     await candor.send.event(
         message("how do I restart the ingest worker?", channel="D2", user="U5", channel_type="im")

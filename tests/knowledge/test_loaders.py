@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,7 +119,7 @@ def test_corpus_folder_skips_the_spreadsheet() -> None:
 def test_upload_uses_mimetype_and_filename() -> None:
     d = load_upload(b"# Notes\n\nhello", "notes", "text/markdown", Scope.channel("C1"))
     assert (d.source, d.title, d.link, d.scope.key) == (
-        "upload:notes",
+        "upload:channel:C1/notes",
         "Notes",
         "notes",
         "channel:C1",
@@ -131,6 +134,65 @@ def test_upload_uses_mimetype_and_filename() -> None:
     assert pdf.source == "slack-file:F1" and "Uploaded pdf" in pdf.text
     with pytest.raises(UnsupportedFile, match="not supported"):
         load_upload(b"zip", "x.zip", "application/zip", Scope.workspace())
+
+
+def limit_pdf() -> bytes:
+    """A PDF whose xref table declares more entries than the file could hold."""
+    return re.sub(rb"xref\n0 \d+\n", b"xref\n0 99999999\n", make_pdf(["Never read"]))
+
+
+def brotli_pdf() -> bytes:
+    """A PDF whose page content needs a decoder pypdf does not have here (brotli)."""
+    return make_pdf(["Never read"]).replace(b"<< /Length", b"<< /Filter /BrotliDecode /Length")
+
+
+def test_pdfs_pypdf_refuses_are_named_and_the_rest_of_the_folder_loads(tmp_path: Path) -> None:
+    (tmp_path / "good.pdf").write_bytes(make_pdf(["Good page"]))
+    (tmp_path / "limit.pdf").write_bytes(limit_pdf())
+    (tmp_path / "notes.md").write_text("# Notes\n\nfine")
+    if importlib.util.find_spec("brotli") is None:  # with brotli installed it would load
+        (tmp_path / "brotli.pdf").write_bytes(brotli_pdf())
+
+    result = load_folder(tmp_path, Scope.workspace())
+
+    assert sorted(Path(d.link).name for d in result.documents) == ["good.pdf", "notes.md"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert reasons["limit.pdf"] == "The PDF is malformed or too large to read safely."
+    if "brotli.pdf" in reasons:
+        assert reasons["brotli.pdf"] == "The PDF uses an encoding Candor cannot decode."
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        random.Random(8).randbytes(64 * 1024),  # random bytes
+        b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 64,  # an executable
+        bytes(b % 32 for b in random.Random(9).randbytes(4096) if b % 32 != 0),  # no NUL
+    ],
+    ids=["random", "executable", "control-bytes"],
+)
+def test_binary_content_under_a_text_name_is_refused(data: bytes, tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedFile) as refused:
+        load_upload(data, "notes.md", "text/markdown", Scope.workspace())
+    assert str(refused.value) == "The file is not text (it looks like binary data)."
+    (tmp_path / "notes.md").write_bytes(data)
+    assert load_folder(tmp_path, Scope.workspace()).documents == []
+
+
+def test_text_that_only_looks_unusual_is_still_text() -> None:
+    utf16 = "# Notes\n\nCafé au lait".encode("utf-16")
+    assert "Café au lait" in load_upload(utf16, "n.md", None, Scope.workspace()).text
+    cp1252 = "Caf\xe9 \u201cquoted\u201d".encode("cp1252")
+    assert "Café" in load_upload(cp1252, "n.txt", None, Scope.workspace()).text
+    coloured = b"\x1b[32mINFO\x1b[0m worker started\n" * 50
+    assert "worker started" in load_upload(coloured, "run.log", None, Scope.workspace()).text
+
+
+def test_same_upload_name_in_two_scopes_is_two_sources() -> None:
+    eng = load_upload(b"eng plan", "plan.md", None, Scope.channel("C1"))
+    sales = load_upload(b"sales plan", "plan.md", None, Scope.channel("G2", private=True))
+    assert eng.source == "upload:channel:C1/plan.md"
+    assert sales.source == "upload:channel:G2/plan.md"
 
 
 class FakeSlack:
