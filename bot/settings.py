@@ -132,6 +132,9 @@ class CandorSettings(BaseSettings):
     event_retention_days: int = 7
     # Conversation turns older than this are deleted daily; 0 keeps them forever.
     history_retention_days: int = 0
+    # A claimed message still unanswered after this many minutes (its process died) is
+    # reported in its thread and marked failed; longer than the slowest real answer.
+    stale_claim_minutes: int = 10
 
     def allowed_model_list(self) -> list[str]:
         return [m.strip() for m in self.allowed_models.split(",") if m.strip()]

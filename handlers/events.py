@@ -16,6 +16,12 @@ Bolt acknowledges the event before the listener runs (`process_before_response=F
 the listener only parses and hands the work to `SlackSurface.spawn`, a tracked task, so
 the HTTP response never waits on the LLM and shutdown can drain answers. The claim in the
 database (`repo.claim_event`) makes Slack's retries and a second replica harmless.
+
+After a won claim everything runs in one `try` (`_answer_claimed`): any failure is one
+sentence in the thread and the claim is marked `failed`, so a later retry of the same
+message stays silent rather than answering after the apology. A claim whose process dies
+before it is marked stays `claimed`; `bot.jobs.sweep_stale_claims` tells the user in the
+thread (through the `THREAD_NOTICE` registered here) and marks it `failed`.
 """
 
 from __future__ import annotations
@@ -29,20 +35,24 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
     AsyncSetSuggestedPrompts,
 )
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.conversation import Turn
 from bot.db import repo
 from bot.deps import Deps
 from bot.errors import CandorError, ChannelDisabled, StorageUnavailable
+from bot.jobs import THREAD_NOTICE
 from bot.ledger import DuplicateCall
 from bot.ports import OverBudget
 from handlers import render, uploads
-from handlers.slack_io import Reply, SlackSurface, strip_mention
+from handlers.slack_io import Indicator, Reply, SlackSurface, strip_mention
 
 log = logging.getLogger(__name__)
 
 #: Message subtypes that are still a person writing to Candor.
 ANSWERABLE_SUBTYPES = (None, "file_share", "thread_broadcast")
+
+LEARN_FAILED = "I could not add those files to the knowledge base; please try again."
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
     """Listen for mentions, DMs, thread follow-ups and assistant threads."""
     surface = surface_of(deps)
 
+    async def notice(*, channel: str, thread_ts: str, text: str) -> None:
+        await surface.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+
+    # The stale-claim sweep (`bot.jobs`) reports unanswered messages through this.
+    deps.extras[THREAD_NOTICE] = notice
+
     async def on_event(body: dict[str, Any], context: AsyncBoltContext) -> None:
         incoming = parse(body, context)
         if incoming is not None:
@@ -155,14 +171,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
 async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     """Answer one message exactly once; every failure ends in one sentence (or silence)."""
-    manager = deps.manager
-    known_thread = await manager.has_thread(incoming.thread_key) if incoming.in_thread else False
+    known_thread = await _known_thread(deps, surface, incoming)
     if incoming.needs_known_thread and not known_thread:
         return
     try:
         async with deps.db.write() as session:
             claimed = await repo.claim_event(
-                session, event_id=incoming.claim_key, kind=incoming.kind, now=deps.clock.now()
+                session,
+                event_id=incoming.claim_key,
+                kind=incoming.kind,
+                now=deps.clock.now(),
+                workspace_id=incoming.team_id,
+                channel_id=incoming.channel,
+                thread_ts=incoming.thread_ts,
+                user_id=incoming.user,
             )
     except Exception:
         # Without the claim we cannot promise one answer; say so once and let Slack retry.
@@ -172,27 +194,21 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     if not claimed:
         log.info("Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id)
         return
-    if uploads.wants_to_learn(incoming):
-        try:
-            await uploads.learn(deps, surface, incoming)
-            await _mark(deps, incoming, "learned")
-        except Exception:
-            log.exception("Learning the files of %s failed", incoming.claim_key)
-            await surface.client.chat_postMessage(
-                channel=incoming.channel,
-                thread_ts=incoming.thread_ts,
-                text="I could not add those files to the knowledge base; please try again.",
-            )
-        return
-    settings = await manager.channel_settings(incoming.team_id, incoming.channel)
-    if not settings.enabled:
-        await _mark(deps, incoming, "disabled")
-        return
+    await _answer_claimed(deps, surface, incoming, known_thread)
 
+
+async def _answer_claimed(
+    deps: Deps, surface: SlackSurface, incoming: Incoming, known_thread: bool
+) -> None:
+    """Everything after a won claim, in one `try`: it ends with the claim marked.
+
+    Any failure is one sentence in the thread and the claim is marked `failed` (never
+    released): the user has been told to try again, so a late Slack retry of the same
+    message stays silent instead of answering after the apology. A crash that skips the
+    `finally` leaves the claim `claimed`, and `bot.jobs.sweep_stale_claims` reports it.
+    """
+    manager = deps.manager
     client = surface.client
-    indicator = await surface.start_indicator(
-        incoming.channel, incoming.thread_ts, incoming.ts, incoming.is_dm
-    )
     reply = Reply(
         client,
         channel=incoming.channel,
@@ -200,8 +216,25 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
         team_id=incoming.team_id,
         user_id=incoming.user,
     )
+    indicator: Indicator | None = None
     status = "failed"
     try:
+        if uploads.wants_to_learn(incoming):
+            try:
+                await uploads.learn(deps, surface, incoming)
+            except Exception:
+                log.exception("Learning the files of %s failed", incoming.claim_key)
+                await _say_once(surface, incoming, LEARN_FAILED)
+                return
+            status = "learned"
+            return
+        settings = await manager.channel_settings(incoming.team_id, incoming.channel)
+        if not settings.enabled:
+            status = "disabled"
+            return
+        indicator = await surface.start_indicator(
+            incoming.channel, incoming.thread_ts, incoming.ts, incoming.is_dm
+        )
         turn = await _turn(surface, incoming, known_thread)
         result = await manager.reply(turn, on_delta=reply.delta)
         await indicator.stop()
@@ -224,7 +257,11 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
         log.info("Answer to %s failed: %r", incoming.claim_key, exc)
         await _tell(reply, exc.user_message)
     except BaseException as exc:
-        if isinstance(exc, Exception):
+        if isinstance(exc, SQLAlchemyError):
+            # A database failure outside the manager (settings lookup): the storage sentence.
+            log.exception("Answer to %s failed: database", incoming.claim_key)
+            await _tell(reply, StorageUnavailable.user_message)
+        elif isinstance(exc, Exception):
             log.exception("Answer to %s failed", incoming.claim_key)
             await _tell(reply, render.GENERIC_FAILURE)
         else:  # cancelled: Candor is shutting down
@@ -232,8 +269,31 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
             await _tell(reply, None)
             raise
     finally:
-        await indicator.stop()
+        if indicator is not None:
+            await indicator.stop()
         await _mark(deps, incoming, status)
+
+
+async def _known_thread(deps: Deps, surface: SlackSurface, incoming: Incoming) -> bool:
+    """Whether Candor already talks in the message's thread (the database says, else Slack).
+
+    Asked before the claim, so channel chatter in threads Candor is not part of costs no
+    write. When the database cannot answer, a follow-up without a mention asks Slack
+    whether Candor posted in that thread: if so it goes on (and, should the database still
+    be down, gets the storage sentence); if not it stays out of a stranger's thread.
+    """
+    if not incoming.in_thread:
+        return False
+    try:
+        return await deps.manager.has_thread(incoming.thread_key)
+    except Exception:
+        log.warning("Could not look up thread %s", incoming.thread_key, exc_info=True)
+    if not incoming.needs_known_thread:
+        return False  # only decides whether to rebuild history from Slack; it will
+    history = await surface.thread_history(
+        incoming.channel, incoming.thread_ts, incoming.ts, incoming.bot_user_id, incoming.bot_id
+    )
+    return any(message.role == "assistant" for message in history)
 
 
 async def _turn(surface: SlackSurface, incoming: Incoming, known_thread: bool) -> Turn:
@@ -280,8 +340,11 @@ async def _tell(reply: Reply, sentence: str | None) -> None:
 
 
 async def _mark(deps: Deps, incoming: Incoming, status: str) -> None:
+    """Record how the claimed message ended; never raise (the sweep catches a miss)."""
     try:
         async with deps.db.write() as session:
-            await repo.mark_event(session, event_id=incoming.claim_key, status=status)
+            await repo.mark_event(
+                session, event_id=incoming.claim_key, status=status, now=deps.clock.now()
+            )
     except Exception:
         log.warning("Could not mark %s as %s", incoming.claim_key, status, exc_info=True)

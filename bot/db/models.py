@@ -102,14 +102,26 @@ class ConversationTurnRow(Base):
 
 
 class ProcessedEventRow(Base):
-    """An event Candor has claimed; the primary key makes the claim atomic."""
+    """An event Candor has claimed; the primary key makes the claim atomic.
+
+    `status` is `claimed` while the answer runs, then how it ended (`answered`, `failed`,
+    ...). Where the message was (workspace, channel, thread, user) is kept so a claim that
+    never finishes can be reported in its thread by the sweep (`bot.jobs`).
+    """
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_status", "status", "received_at"),)
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(16), default="claimed")
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    workspace_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    thread_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    user_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # When `status` last changed; None for claims written before it was recorded.
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class AnswerFeedbackRow(Base):

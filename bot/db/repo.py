@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,25 +75,81 @@ async def list_channel_rows(session: AsyncSession) -> Sequence[ChannelSettingsRo
     return result.scalars().all()
 
 
-async def claim_event(session: AsyncSession, *, event_id: str, kind: str, now: datetime) -> bool:
+#: The status of a claim whose answer is still running (or whose process died).
+CLAIMED = "claimed"
+
+
+async def claim_event(
+    session: AsyncSession,
+    *,
+    event_id: str,
+    kind: str,
+    now: datetime,
+    workspace_id: str | None = None,
+    channel_id: str | None = None,
+    thread_ts: str | None = None,
+    user_id: str | None = None,
+) -> bool:
     """Claim `event_id` for processing; False when another delivery already claimed it.
 
-    The primary key makes this atomic across replicas: exactly one INSERT wins.
+    The primary key makes this atomic across replicas: exactly one INSERT wins. Where the
+    message was is stored with the claim, so a claim that never finishes can be reported
+    in its thread (`stale_claims`, `fail_claim`).
     """
     try:
         async with session.begin_nested():
             await session.execute(
-                insert(ProcessedEventRow).values(event_id=event_id, kind=kind, received_at=now)
+                insert(ProcessedEventRow).values(
+                    event_id=event_id,
+                    kind=kind,
+                    status=CLAIMED,
+                    received_at=now,
+                    updated_at=now,
+                    workspace_id=workspace_id,
+                    channel_id=channel_id,
+                    thread_ts=thread_ts,
+                    user_id=user_id,
+                )
             )
     except IntegrityError:
         return False
     return True
 
 
-async def mark_event(session: AsyncSession, *, event_id: str, status: str) -> None:
-    row = await session.get(ProcessedEventRow, event_id)
-    if row is not None:
-        row.status = status
+async def mark_event(session: AsyncSession, *, event_id: str, status: str, now: datetime) -> None:
+    """Record how the answer to `event_id` ended (whatever its status was)."""
+    await session.execute(
+        update(ProcessedEventRow)
+        .where(ProcessedEventRow.event_id == event_id)
+        .values(status=status, updated_at=now)
+    )
+
+
+async def stale_claims(
+    session: AsyncSession, *, before: datetime, limit: int = 100
+) -> list[ProcessedEventRow]:
+    """Claims still `claimed` that were made before `before`, oldest first."""
+    result = await session.execute(
+        select(ProcessedEventRow)
+        .where(ProcessedEventRow.status == CLAIMED, ProcessedEventRow.received_at < before)
+        .order_by(ProcessedEventRow.received_at)
+        .limit(limit)
+    )
+    return list(result.scalars().all())
+
+
+async def fail_claim(session: AsyncSession, *, event_id: str, now: datetime) -> bool:
+    """Mark a still-`claimed` claim `failed`; True only for the one caller that did.
+
+    The `WHERE status = 'claimed'` makes this the guard between replicas (and between a
+    sweep and an answer finishing late): of several callers, exactly one sees a row change.
+    """
+    result = await session.execute(
+        update(ProcessedEventRow)
+        .where(ProcessedEventRow.event_id == event_id, ProcessedEventRow.status == CLAIMED)
+        .values(status="failed", updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 async def delete_events_before(session: AsyncSession, *, before: datetime) -> int:
