@@ -61,7 +61,10 @@ class OpenAISettings(BaseSettings):
     api_key: SecretStr | None = None
     # Any OpenAI-compatible server: vLLM, Ollama, llama.cpp, an Azure-compatible proxy.
     base_url: str | None = None
+    # Timeout of one read (the client's); a server trickling tokens never trips it...
     timeout_seconds: float = 60.0
+    # ...so this bounds a whole LLM call, streaming included; 0 turns the bound off.
+    total_timeout_seconds: float = 120.0
     max_retries: int = 3
     embedding_model: str = "text-embedding-3-small"
 

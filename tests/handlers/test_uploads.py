@@ -55,7 +55,7 @@ async def test_admin_upload_with_learn_is_ingested(
         message("how do I restart the ingest worker?", channel="D2", user="U5", channel_type="im")
     )
     await candor.idle()
-    assert "systemctl restart ingest" in fake_llm.last["messages"][0]["content"]
+    assert "systemctl restart ingest" in str(fake_llm.last["messages"])
 
 
 async def test_non_admin_upload_is_refused_and_nothing_stored(candor: Candor, deps: Deps) -> None:
