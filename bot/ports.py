@@ -89,14 +89,21 @@ class RetrievedHit:
 
 @dataclass(frozen=True)
 class RetrievalQuery:
+    """One question to the knowledge base, with what decides the scopes it may read."""
+
     query: str
+    #: The workspace the question came from; the asker must be a full member of it.
     workspace_id: str
     channel_id: str
     user_id: str
     is_dm: bool
+    #: The channel's `kb_scopes`; `scopes_inherited` when they come from the workspace
+    #: default rather than from the channel itself (shared channels and outsiders only
+    #: get scopes granted to the channel itself).
     scopes: tuple[str, ...]
     top_k: int
     score_floor: float
+    scopes_inherited: bool = True
 
 
 class KnowledgeSource(Protocol):

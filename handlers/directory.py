@@ -1,10 +1,10 @@
 """Who may see which channel, as Slack says: the `bot.kb.Directory` for retrieval.
 
-Answers come from `conversations.info`, `conversations.members` and
-`users.conversations`, cached for a short time (60 s by default) so a burst of questions
-does not hammer Slack. The cache only ever narrows what a user sees for that minute: it
-never adds a channel Slack has not reported. A Slack error propagates, and retrieval then
-falls back to the scopes that need no check.
+Answers come from `conversations.info` (privacy, and whether the channel is shared with
+another organization), `conversations.members`, `users.conversations` and `users.info`
+(is the asker a full member of the workspace), cached for a short time (60 s by default)
+so a burst of questions does not hammer Slack. A Slack error propagates, and retrieval
+then falls back to the asking channel's own scope (nothing in a DM).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.admin import UserLookup
+from bot.admin import HOME_TEAM_KEY, SlackUser, UserLookup
 
 CACHE_SECONDS = 60.0
 
@@ -25,12 +26,44 @@ def is_private_channel(channel: Mapping[str, Any]) -> bool:
     return bool(channel.get("is_private") or channel.get("is_group") or channel.get("is_im"))
 
 
+def is_externally_shared(channel: Mapping[str, Any]) -> bool:
+    """Whether a `conversations.info` channel is shared with another organization.
+
+    `is_ext_shared` (or a pending external share) is Slack Connect. `is_shared` without
+    `is_org_shared` is a share that is not inside one Enterprise Grid org, so it counts
+    as external too; an org-shared channel stays inside the organization.
+    """
+    if channel.get("is_ext_shared") or channel.get("is_pending_ext_shared"):
+        return True
+    return bool(channel.get("is_shared") and not channel.get("is_org_shared"))
+
+
+#: `auth.test`'s team per client: it never changes for a token, so every replica agrees.
+_home_teams: WeakKeyDictionary[AsyncWebClient, str] = WeakKeyDictionary()
+
+
+async def home_team(client: AsyncWebClient) -> str:
+    """The team Candor is installed in: `auth.test` for the bot token (asked once)."""
+    team = _home_teams.get(client)
+    if team is None:
+        team = str((await client.auth_test()).get("team_id") or "")
+        if team:
+            _home_teams[client] = team
+    return team
+
+
 def user_lookup(client: AsyncWebClient) -> UserLookup:
-    """`users.info` as the admin check wants it: the user object, or None."""
+    """`users.info` as the admin check wants it: the user object, or None.
+
+    The object also names the team Candor is installed in (`HOME_TEAM_KEY`), so the check
+    can refuse a user of another team whatever Slack's admin flags say about them there.
+    """
 
     async def lookup(user_id: str) -> Mapping[str, Any] | None:
         user = (await client.users_info(user=user_id)).get("user")
-        return user if isinstance(user, dict) else None
+        if not isinstance(user, dict):
+            return None
+        return {**user, HOME_TEAM_KEY: await home_team(client)}
 
     return lookup
 
@@ -53,14 +86,29 @@ class SlackDirectory:
         self._cache[key] = (time.monotonic(), value)
         return value
 
-    async def is_private(self, channel_id: str) -> bool:
-        cached = self._get(("private", channel_id))
+    async def _channel(self, channel_id: str) -> Mapping[str, Any]:
+        cached = self._get(("channel", channel_id))
         if cached is not None:
-            return bool(cached)
+            return dict(cached)
         response = await self.client.conversations_info(channel=channel_id)
-        channel = response.get("channel") or {}
-        private = is_private_channel(channel)
-        return bool(self._put(("private", channel_id), private))
+        channel = response.get("channel")
+        return dict(self._put(("channel", channel_id), dict(channel or {})))
+
+    async def is_private(self, channel_id: str) -> bool:
+        return is_private_channel(await self._channel(channel_id))
+
+    async def is_shared_externally(self, channel_id: str) -> bool:
+        return is_externally_shared(await self._channel(channel_id))
+
+    async def is_workspace_member(self, user_id: str, workspace_id: str) -> bool:
+        """A full member of `workspace_id` and of Candor's own team (no guest or outsider)."""
+        cached = self._get(("user", user_id))
+        if cached is None:
+            user = (await self.client.users_info(user=user_id)).get("user")
+            facts = dict(user) if isinstance(user, dict) else {}
+            facts[HOME_TEAM_KEY] = await home_team(self.client)
+            cached = self._put(("user", user_id), facts)
+        return SlackUser.from_api(user_id, cached).is_insider(workspace_id)
 
     async def members(self, channel_id: str) -> frozenset[str]:
         cached = self._get(("members", channel_id))

@@ -9,7 +9,9 @@ A channel scope also records whether the channel is public or private. The key
 alone drives retrieval (the store filters on it with an exact keyword match);
 visibility matters when *building* the allowed set, which is the security
 boundary: a private channel's scope is only ever allowed in that channel itself,
-or when the caller has checked membership and passes it explicitly.
+or in another private, unshared channel whose members the caller has checked and
+passes explicitly. A channel shared with another organization never reads the
+workspace scope implicitly.
 
 Allowed sets are built by :func:`scopes_for_channel` and :func:`scopes_for_dm`
 and are handed to the store query as a payload filter; nothing is filtered after
@@ -113,20 +115,30 @@ def scopes_for_channel(
     channel_private: bool,
     extra: Iterable[Scope] = (),
     verified_private: Iterable[str] = (),
+    shared_externally: bool = False,
+    implicit_workspace: bool = True,
 ) -> AllowedScopes:
     """Scopes a question asked in ``channel_id`` may read.
 
-    Always the workspace and the asking channel. ``extra`` are scopes an admin
-    allowed for this channel: public ones are added; a *private* channel's scope
-    other than the asking channel is added only if its channel id is also in
+    Always the asking channel; the workspace too, unless the channel is shared
+    with another organization (``shared_externally``) or the caller turned
+    ``implicit_workspace`` off (an asker who is not a full member of the
+    workspace). ``extra`` are scopes an admin granted to this channel: the
+    workspace and public channels are added as given; a *private* channel's
+    scope other than the asking channel is added only when the asking channel
+    is itself private and not shared externally, and its channel id is in
     ``verified_private`` — which the caller fills after checking that every
-    member of the asking channel may see it. Anything else is dropped silently.
+    member of the asking channel is a member of it. Anything else is dropped.
     """
-    keys = {WORKSPACE_KEY, Scope.channel(channel_id, private=channel_private).key}
+    keys = {Scope.channel(channel_id, private=channel_private).key}
+    if implicit_workspace and not shared_externally:
+        keys.add(WORKSPACE_KEY)
     verified = set(verified_private)
+    private_grants_possible = channel_private and not shared_externally
     for scope in extra:
-        if scope.is_private and scope.channel_id != channel_id and scope.channel_id not in verified:
-            continue
+        if scope.is_private and scope.channel_id != channel_id:
+            if not private_grants_possible or scope.channel_id not in verified:
+                continue
         keys.add(scope.key)
     return AllowedScopes(frozenset(keys))
 

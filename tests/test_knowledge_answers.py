@@ -25,9 +25,17 @@ class FakeDirectory:
     private: set[str] = field(default_factory=lambda: {"G1"})
     channel_members: dict[str, set[str]] = field(default_factory=dict)
     user_channels: dict[str, set[str]] = field(default_factory=dict)
+    shared_externally: set[str] = field(default_factory=set)
+    outsiders: set[str] = field(default_factory=set)
 
     async def is_private(self, channel_id: str) -> bool:
         return channel_id in self.private
+
+    async def is_shared_externally(self, channel_id: str) -> bool:
+        return channel_id in self.shared_externally
+
+    async def is_workspace_member(self, user_id: str, workspace_id: str) -> bool:
+        return workspace_id == "T1" and user_id not in self.outsiders
 
     async def members(self, channel_id: str) -> frozenset[str]:
         return frozenset(self.channel_members.get(channel_id, set()))
@@ -76,7 +84,8 @@ def turn(
 
 
 def system_prompt(fake: FakeOpenAIServer) -> str:
-    return str(fake.last["messages"][0]["content"])
+    """Everything the model was sent (system message, sources, history, question)."""
+    return "\n".join(str(m["content"]) for m in fake.last["messages"])
 
 
 async def test_sources_reach_the_prompt_and_cited_ones_come_back(
@@ -128,27 +137,33 @@ async def test_crafted_queries_do_not_cross_scopes(
         ]
     ):
         await deps.manager.reply(turn(text, channel="C1", ts=f"9.{i}"))
-        assert "BLUEHERON" not in system_prompt(fake_llm)
+        assert PRIVATE not in system_prompt(fake_llm)
 
 
 async def test_admin_granted_private_scope_needs_every_member_to_see_it(
     deps: Deps, kb: ScopedKnowledge, fake_llm: FakeOpenAIServer
 ) -> None:
-    directory = FakeDirectory(channel_members={"C1": {"U1", "U2"}, "G1": {"U1"}})
+    directory = FakeDirectory(
+        private={"G1", "G2"}, channel_members={"G2": {"U1", "U2"}, "G1": {"U1"}}
+    )
     kb.directory = directory
     async with deps.db.write() as session:
         row = await repo.get_or_create_channel_row(
-            session, workspace_id="T1", channel_id="C1", now=deps.clock.now()
+            session, workspace_id="T1", channel_id="G2", now=deps.clock.now()
         )
         row.kb_scopes = ["workspace", "channel:G1"]
     question = "What is the acquisition codename?"
 
-    await deps.manager.reply(turn(question))
-    assert PRIVATE not in system_prompt(fake_llm)  # U2 is in C1 but not in G1
+    await deps.manager.reply(turn(question, channel="G2"))
+    assert PRIVATE not in system_prompt(fake_llm)  # U2 is in G2 but not in G1
 
     directory.channel_members["G1"] = {"U1", "U2", "U3"}
-    await deps.manager.reply(turn(question, ts="2.0"))
-    assert PRIVATE in system_prompt(fake_llm)  # now everyone in C1 may see G1
+    await deps.manager.reply(turn(question, channel="G2", ts="2.0"))
+    assert PRIVATE in system_prompt(fake_llm)  # now everyone in G2 may see G1
+
+    directory.shared_externally.add("G2")
+    await deps.manager.reply(turn(question, channel="G2", ts="3.0"))
+    assert PRIVATE not in system_prompt(fake_llm)  # not once G2 is shared outside
 
 
 async def test_without_slack_a_dm_reads_only_the_workspace(
@@ -179,3 +194,32 @@ async def test_a_broken_knowledge_base_still_answers_and_says_so(
         "and an admin needs to run `candor kb reindex`."
     ]
     assert PUBLIC not in system_prompt(fake_llm)
+
+
+async def test_private_scope_granted_to_a_public_channel_is_never_read(
+    deps: Deps, kb: ScopedKnowledge, fake_llm: FakeOpenAIServer
+) -> None:
+    # Every current member of C1 is in G1, but C1 is public: anyone may read or join it.
+    kb.directory = FakeDirectory(channel_members={"C1": {"U1"}, "G1": {"U1", "U2"}})
+    async with deps.db.write() as session:
+        row = await repo.get_or_create_channel_row(
+            session, workspace_id="T1", channel_id="C1", now=deps.clock.now()
+        )
+        row.kb_scopes = ["channel:G1"]
+    await deps.manager.reply(turn("What is the acquisition codename?"))
+    assert PRIVATE not in system_prompt(fake_llm)
+
+
+async def test_when_slack_cannot_say_a_channel_reads_only_itself_and_a_dm_nothing(
+    deps: Deps, kb: ScopedKnowledge, fake_llm: FakeOpenAIServer
+) -> None:
+    class BrokenDirectory(FakeDirectory):
+        async def is_workspace_member(self, user_id: str, workspace_id: str) -> bool:
+            raise RuntimeError("slack down")
+
+    kb.directory = BrokenDirectory()
+    question = "deploy freeze and acquisition codename"
+    await deps.manager.reply(turn(question, channel="G1"))
+    assert PRIVATE in system_prompt(fake_llm) and PUBLIC not in system_prompt(fake_llm)
+    await deps.manager.reply(turn(question, channel="D1", dm=True, ts="2.0"))
+    assert PRIVATE not in system_prompt(fake_llm) and PUBLIC not in system_prompt(fake_llm)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot import admin_settings as v
-from bot.admin import AdminService
+from bot.admin import HOME_TEAM_KEY, AdminService
 from bot.admin_settings import InvalidValue, Target
 from bot.clock import FixedClock
 from bot.deps import Deps
@@ -80,18 +80,18 @@ def test_field_names() -> None:
 async def test_slack_lookups_are_cached_for_a_few_minutes(deps: Deps, clock: FixedClock) -> None:
     service = AdminService(settings=deps.settings, db=deps.db, clock=clock)
     calls: list[str] = []
-    facts = {"is_admin": True}
+    facts = {"is_admin": True, "team_id": "T1"}
 
     async def lookup(user_id: str) -> Mapping[str, Any] | None:
         calls.append(user_id)
         return dict(facts)
 
-    assert await service.is_admin("U1", lookup)
+    assert await service.is_admin("U1", lookup, team_id="T1")
     facts["is_admin"] = False
-    assert await service.is_admin("U1", lookup)
+    assert await service.is_admin("U1", lookup, team_id="T1")
     assert len(calls) == 1
     clock.advance(minutes=6)
-    assert not await service.is_admin("U1", lookup)
+    assert not await service.is_admin("U1", lookup, team_id="T1")
     assert len(calls) == 2
 
 
@@ -100,13 +100,37 @@ async def test_guests_and_failed_lookups_are_never_admins(deps: Deps, clock: Fix
     service = AdminService(settings=deps.settings, db=deps.db, clock=clock)
 
     async def guest(_user_id: str) -> Mapping[str, Any] | None:
-        return {"is_owner": True, "is_ultra_restricted": True}
+        return {"is_owner": True, "is_ultra_restricted": True, "team_id": "T1"}
 
     async def broken(_user_id: str) -> Mapping[str, Any] | None:
         raise RuntimeError("slack down")
 
-    assert not await service.is_admin("UGUEST", guest)
-    assert not await service.is_admin("UX", broken)
+    assert not await service.is_admin("UGUEST", guest, team_id="T1")
+    assert not await service.is_admin("UX", broken, team_id="T1")
+
+
+async def test_only_members_of_the_installing_team_are_admins(
+    deps: Deps, clock: FixedClock
+) -> None:
+    deps.settings.candor.admin_users = "UPARTNER"
+    service = AdminService(settings=deps.settings, db=deps.db, clock=clock)
+    people: dict[str, dict[str, Any]] = {
+        "UHOME": {"is_admin": True, "team_id": "T1", HOME_TEAM_KEY: "T1"},
+        "UGRID": {"is_admin": True, "team_id": "T2", "enterprise_user": {"teams": ["T1", "T2"]}},
+        "UPARTNER": {"is_admin": True, "team_id": "T9", HOME_TEAM_KEY: "T1"},
+        "USTRANGER": {"is_owner": True, "team_id": "T1", "is_stranger": True},
+        "UNOTEAM": {"is_admin": True},
+    }
+
+    async def lookup(user_id: str) -> Mapping[str, Any] | None:
+        return people[user_id]
+
+    assert await service.is_admin("UHOME", lookup)  # the lookup names the home team
+    assert await service.is_admin("UGRID", lookup, team_id="T1")  # same Grid org
+    assert not await service.is_admin("UGRID", lookup)  # no team to check against
+    assert not await service.is_admin("UPARTNER", lookup, team_id="T9")  # not Candor's team
+    assert not await service.is_admin("USTRANGER", lookup, team_id="T1")
+    assert not await service.is_admin("UNOTEAM", lookup, team_id="T1")
 
 
 async def test_reasoning_model_warns_about_own_temperature(deps: Deps, clock: FixedClock) -> None:

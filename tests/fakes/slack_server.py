@@ -21,6 +21,8 @@ Scripting:
   (default: the messages this fake recorded in that thread).
 - `set_user(user_id, is_admin=True, ...)`: `users.info`; unknown users are plain members.
 - `set_members(channel, [...])`, `set_user_channels(user, [...])`: membership lookups.
+- `set_channel(channel, is_ext_shared=True, ...)`: fields `conversations.info` adds to
+  its channel object (privacy follows the ID by default: `G…` private, `D…` a DM).
 - `add_file(name, data, mimetype)`: a Slack file object whose `url_private_download`
   is served by this fake (it insists on `Authorization: Bearer xoxb-...`); every
   download is recorded as method `"file.download"` with its headers. `url=`,
@@ -161,6 +163,7 @@ class FakeSlackServer:
         self._users: dict[str, dict[str, Any]] = {}
         self._members: dict[str, list[str]] = {}
         self._user_channels: dict[str, list[str]] = {}
+        self._channels: dict[str, dict[str, Any]] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
         self._redirects: dict[str, str] = {}
         self._ts = itertools.count(1)
@@ -266,6 +269,9 @@ class FakeSlackServer:
 
     def set_user_channels(self, user_id: str, channels: list[str]) -> None:
         self._user_channels[user_id] = channels
+
+    def set_channel(self, channel: str, **fields: Any) -> None:
+        self._channels.setdefault(channel, {}).update(fields)
 
     def add_file(
         self,
@@ -614,6 +620,10 @@ class FakeSlackServer:
                     "is_im": channel.startswith("D"),
                     "is_private": channel.startswith("G"),
                     "is_member": True,
+                    "is_shared": False,
+                    "is_ext_shared": False,
+                    "is_org_shared": False,
+                    **self._channels.get(channel, {}),
                 },
             }
         )
@@ -643,6 +653,7 @@ class FakeSlackServer:
             "is_owner": False,
             "is_restricted": False,
             "is_ultra_restricted": False,
+            "is_stranger": False,
             "is_bot": False,
             "deleted": False,
             "profile": {"display_name": user_id.lower(), "real_name": user_id},

@@ -32,8 +32,8 @@ def test_admin_extra_private_scope_is_dropped_without_membership_check() -> None
 
 def test_extra_private_scope_is_added_only_when_verified() -> None:
     allowed = scopes_for_channel(
-        "C1",
-        channel_private=False,
+        "G1",
+        channel_private=True,
         extra=[Scope.channel("G9", private=True), Scope.channel("G8", private=True)],
         verified_private=["G9"],
     )
