@@ -5,6 +5,7 @@
     candor kb remove SOURCE
     candor kb search "query" [--channel C123] [--limit K] [--json]
     candor kb reindex
+    candor kb eval FILE.jsonl [--k 5] [--embedder E] [--json]   (bot/cli_kb_eval.py)
 
 `search` reads what a question asked in `--channel` would read (the workspace scope and
 that channel's own scope), or the workspace scope only: the command line cannot check
@@ -19,6 +20,7 @@ import json
 import sys
 from typing import Any
 
+from bot.cli_kb_eval import add_eval_parser, embedder_hint, run_eval
 from bot.settings import ConfigError, Settings
 
 
@@ -38,9 +40,12 @@ def add_kb_parser(sub: Any) -> None:
     search.add_argument("--limit", type=int, default=5)
     search.add_argument("--json", action="store_true", help="one JSON object per hit")
     kb_sub.add_parser("reindex", help="rebuild the collection with the configured embedder")
+    add_eval_parser(kb_sub)
 
 
 async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
+    if args.kb_command == "eval":
+        return await run_eval(args, settings)
     from bot.kb import build_knowledge_base
     from bot.tokens import TokenCounter
     from knowledge import Scope, ScopeError
@@ -62,7 +67,10 @@ async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.kb_command == "add":
             assert scope is not None
-            return await _add(kb, args.paths, scope)
+            code = await _add(kb, args.paths, scope)
+            if hint := embedder_hint(settings):
+                print(hint)
+            return code
         if args.kb_command == "list":
             sources = await kb.list_sources()
             if not sources:

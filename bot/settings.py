@@ -129,8 +129,9 @@ class CandorSettings(BaseSettings):
     admin_users: str = ""
     log_level: str = "INFO"
     # Knowledge-base embedder: auto (hybrid OpenAI + sparse when talking to OpenAI itself,
-    # else sparse), sparse (BM25, no model, offline), openai, hybrid, or minilm.
-    kb_embedder: Literal["auto", "sparse", "openai", "hybrid", "minilm"] = "auto"
+    # else sparse), sparse (BM25, no model, offline), openai, hybrid, minilm, or
+    # local-hybrid (MiniLM + sparse, offline; needs the minilm extra).
+    kb_embedder: Literal["auto", "sparse", "openai", "hybrid", "minilm", "local-hybrid"] = "auto"
     # Processed-event claims (for exactly-once answers) are kept this many days.
     event_retention_days: int = 7
     # Conversation turns older than this are deleted daily; 0 keeps them forever.

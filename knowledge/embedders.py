@@ -4,7 +4,8 @@ An :class:`Embedder` has a ``name`` (recorded in the collection, so a
 collection built with one embedder is never queried with another), a ``kind``
 (``"dense"`` or ``"sparse"``) and two async methods. Three implementations:
 
-* :class:`SparseLexicalEmbedder` — BM25 without a model: tokens are hashed to
+* :class:`SparseLexicalEmbedder` — BM25 without a model: terms (stemmed words, code
+  identifiers whole and split, operators; :mod:`knowledge.textproc`) are hashed to
   uint32 indices and weighted with BM25's term-frequency saturation and length
   normalisation; the store applies IDF (``Modifier.IDF`` on the sparse vector),
   so the query side only sends which terms it contains. The offline default.
@@ -18,17 +19,17 @@ from __future__ import annotations
 import asyncio
 import importlib
 import multiprocessing
-import re
-import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import chain, pairwise
+from itertools import chain
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+
+from knowledge.textproc import RAW_TOKEN, heading_line, normalize, terms, token_terms
 
 EmbedderKind = Literal["dense", "sparse"]
 
@@ -70,206 +71,89 @@ class EmbeddingError(RuntimeError):
 
 # --------------------------------------------------------------------------- sparse BM25
 
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-_STOPWORDS = frozenset(
-    """a an and are as at be but by for from has have how i if in into is it its of on or our
-    so that the their then there these they this to was we were what when where which who why will
-    with you your""".split()
-)
-
-
 _INDEX_CACHE_SIZE = 500_000
-_BATCH_MIN = 32  # below this, numpy's fixed costs outweigh the per-text path
-
-# ASCII fast path of the tokenizer: on an ASCII string ``[^\W_]+`` after ``lower()`` is
-# exactly ``[a-z0-9]+``, so every other byte becomes a space and ``bytes.split`` (C) does
-# the rest. Stop words and one-character tokens are dropped through one set lookup.
-_ASCII_ALNUM = b"abcdefghijklmnopqrstuvwxyz0123456789"
-_ASCII_TABLE = bytes(c if c in _ASCII_ALNUM else 0x20 for c in bytes(range(256)).lower())
-_ASCII_DROP = frozenset(w.encode("ascii") for w in _STOPWORDS) | frozenset(
-    bytes([c]) for c in _ASCII_ALNUM
-)
 
 
-class _IndexCache(dict[str, int]):
-    """Token -> CRC32 index of its UTF-8 bytes; a bounded pure-function memo.
+class _TermCache(dict[str, tuple[int, ...]]):
+    """Raw token (as written) -> CRC32 indices of its terms; a bounded pure-function memo.
 
     Looked up with ``map(cache.__getitem__, tokens)`` so hits never run Python code."""
 
-    def __missing__(self, token: str) -> int:
-        index = zlib.crc32(token.encode("utf-8"))
+    def __missing__(self, raw: str) -> tuple[int, ...]:
+        indices = tuple(zlib.crc32(t.encode("utf-8")) for t in token_terms(raw))
         if len(self) < _INDEX_CACHE_SIZE:
-            self[token] = index
-        return index
-
-
-class _AsciiIndexCache(dict[bytes, int]):
-    """Lower-case ASCII token (bytes) -> CRC32 index, or -1 for a token BM25 drops.
-
-    Also notes which indices are shared by two different tokens (a CRC32 collision), so
-    the batch path, which counts terms by index, can leave those texts to the per-text
-    path (which adds up the weights of colliding terms), and whether a token could not be
-    memoised (cache full: collisions can no longer be seen)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.owners: dict[int, bytes] = {}
-        self.shared: set[int] = set()
-        self.overflowed = False
-
-    def __missing__(self, token: bytes) -> int:
-        if token in _ASCII_DROP:
-            index = -1
-        else:
-            index = zlib.crc32(token)
-            if len(self) >= _INDEX_CACHE_SIZE:
-                self.overflowed = True
-                return index
-            if self.owners.setdefault(index, token) != token:
-                self.shared.add(index)
-        self[token] = index
-        return index
+            self[raw] = indices
+        return indices
 
 
 class SparseLexicalEmbedder:
     """BM25 term weights as sparse vectors; needs no model and no network.
 
-    Document weight of term t: ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))``.
-    Query weight is 1 per distinct term. IDF comes from the store.
+    Terms come from :mod:`knowledge.textproc` (words stemmed, identifiers whole and
+    split, operators kept, stop words dropped). A chunk's heading line counts twice.
+    Document weight of term t: ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))``
+    with ``avg_len`` fixed (the store cannot know the collection's average length at
+    write time; 120 terms is about a 300-token chunk of prose). Query weight is 1 per
+    distinct term; IDF comes from the store (``Modifier.IDF``).
     """
 
     kind: EmbedderKind = "sparse"
     dimensions: int | None = None
+    VERSION = "bm25-v2"
 
     def __init__(
-        self, k1: float = 1.2, b: float = 0.75, avg_len: float = 150.0, *, processes: int = 0
+        self,
+        k1: float = 1.2,
+        b: float = 0.75,
+        avg_len: float = 120.0,
+        *,
+        heading_weight: int = 2,
+        processes: int = 0,
     ) -> None:
         """``processes > 0`` embeds large batches in that many worker processes (bulk ingest
         then uses a second core; the pool starts on first use, :meth:`close` stops it)."""
         self.k1 = k1
         self.b = b
         self.avg_len = avg_len
+        self.heading_weight = heading_weight
         self.processes = processes
-        self.name = f"bm25-crc32-v1:k1={k1}:b={b}:avg={avg_len:g}"
-        self._indices = _IndexCache()  # str tokens (queries, non-ASCII documents)
-        self._ascii_indices = _AsciiIndexCache()  # bytes tokens (ASCII documents)
+        self.name = f"{self.VERSION}:k1={k1}:b={b}:avg={avg_len:g}:h={heading_weight}"
+        self._terms = _TermCache()
         self._pool: ProcessPoolExecutor | None = None
         self._ready: list[Future[None]] = []
 
     @staticmethod
     def tokenize(text: str) -> list[str]:
-        """Lower-cased word tokens (NFKC), stop words and one-letter tokens dropped."""
-        if not text.isascii():  # NFKC is a no-op on ASCII and costs a third of the time
-            text = unicodedata.normalize("NFKC", text)
-        text = text.lower()
-        return [t for t in _TOKEN.findall(text) if len(t) > 1 and t not in _STOPWORDS]
+        """The terms of ``text`` (see :func:`knowledge.textproc.terms`)."""
+        return terms(text)
 
-    def _index(self, token: str) -> int:
-        return self._indices[token]
+    def _index(self, term: str) -> int:
+        return zlib.crc32(term.encode("utf-8"))
 
     def embed_document(self, text: str) -> SparseVector:
-        """Synchronous document embedding (the per-text path; batches use :meth:`_embed_many`).
-
-        Same tokens and weights as :meth:`tokenize` + the BM25 formula, computed with
-        C-level loops: ASCII text is tokenized as bytes, term indices come from a memo
-        via ``map``, the weight is computed once per distinct term frequency, and the
-        indices are sorted as plain ints.
-        """
-        cache: _IndexCache | _AsciiIndexCache
-        counts: Counter[Any]
-        if text.isascii():
-            counts = Counter(text.encode("ascii").translate(_ASCII_TABLE).split())
-            for token in counts.keys() & _ASCII_DROP:
-                del counts[token]
-            cache = self._ascii_indices
-        else:
-            counts = Counter(_TOKEN.findall(unicodedata.normalize("NFKC", text).lower()))
-            for token in [t for t in counts if len(t) < 2 or t in _STOPWORDS]:
-                del counts[token]
-            cache = self._indices
+        """One document's BM25 vector (the heading line's terms counted ``heading_weight`` times)."""
+        text = normalize(text)
+        raw = RAW_TOKEN.findall(text)
+        head = heading_line(text)
+        if head and self.heading_weight > 1:
+            raw += RAW_TOKEN.findall(head) * (self.heading_weight - 1)
+        counts = Counter(chain.from_iterable(map(self._terms.__getitem__, raw)))
         if not counts:
             return SparseVector([], [])
         k1p1 = self.k1 + 1
         norm = self.k1 * (1 - self.b + self.b * counts.total() / self.avg_len)
-        tfs = counts.values()
-        by_tf = {tf: tf * k1p1 / (tf + norm) for tf in set(tfs)}
-        indices = list(map(cache.__getitem__, counts))
-        weights = dict(zip(indices, map(by_tf.__getitem__, tfs), strict=True))
-        if len(weights) != len(indices):  # two terms share a CRC32: their weights add up
-            weights = {}
-            for idx, tf in zip(indices, tfs, strict=True):
-                weights[idx] = weights.get(idx, 0.0) + by_tf[tf]
-            indices = list(weights)
-        indices.sort()
-        return SparseVector(indices, list(map(weights.__getitem__, indices)))
+        by_tf = {tf: tf * k1p1 / (tf + norm) for tf in set(counts.values())}
+        indices = sorted(counts)
+        return SparseVector(indices, [by_tf[counts[i]] for i in indices])
 
     def embed_query_sync(self, text: str) -> SparseVector:
         """Synchronous query embedding: weight 1 for each distinct term."""
-        indices = sorted({self._index(t) for t in self.tokenize(text)})
+        raw = RAW_TOKEN.findall(normalize(text))
+        indices = sorted(set(chain.from_iterable(map(self._terms.__getitem__, raw))))
         return SparseVector(indices, [1.0] * len(indices))
 
     def _embed_many(self, texts: Sequence[str]) -> list[Embedding]:
-        """Embed a batch: ASCII texts together with numpy, the others one by one."""
-        if len(texts) < _BATCH_MIN:
-            return [self.embed_document(t) for t in texts]
-        ascii_at = [i for i, t in enumerate(texts) if t.isascii()]
-        if len(ascii_at) == len(texts):
-            return self._embed_ascii_batch(texts)
-        out: list[Embedding] = [self.embed_document(t) for t in texts]
-        batch = self._embed_ascii_batch([texts[i] for i in ascii_at])
-        for i, vector in zip(ascii_at, batch, strict=True):
-            out[i] = vector
-        return out
-
-    def _embed_ascii_batch(self, texts: Sequence[str]) -> list[Embedding]:
-        """:meth:`embed_document` for many ASCII texts at once, same vectors bit for bit.
-
-        Every token of the batch is mapped to its index in one ``map`` over the memo
-        (dropped tokens map to -1); then one sort of ``text number << 32 | index`` gives
-        each text's distinct indices in order and their term frequencies, and the BM25
-        weights are one vectorised expression (the same float operations as the
-        per-text path). Texts holding an index that two tokens share (a CRC32 collision)
-        are redone by the per-text path, which adds up those terms' weights; so is the
-        whole batch once the memo is full (collisions could no longer be seen).
-        """
-        cache = self._ascii_indices
-        if len(cache) >= _INDEX_CACHE_SIZE:
-            return [self.embed_document(t) for t in texts]
-        tokens = [t.encode("ascii").translate(_ASCII_TABLE).split() for t in texts]
-        lengths = list(map(len, tokens))
-        ids = np.fromiter(
-            map(cache.__getitem__, chain.from_iterable(tokens)), np.int64, sum(lengths)
-        )
-        if len(cache) >= _INDEX_CACHE_SIZE:  # filled up during this batch
-            return [self.embed_document(t) for t in texts]
-        text_no = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-        kept = ids >= 0
-        ids, text_no = ids[kept], text_no[kept]
-        if not len(ids):
-            return [SparseVector([], []) for _ in texts]
-        totals = np.bincount(text_no, minlength=len(texts)).tolist()
-        keys = (text_no << 32) | ids
-        keys.sort()
-        first = np.empty(len(keys), dtype=bool)
-        first[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        tfs = np.diff(np.append(starts, len(keys)))
-        unique = keys[starts]
-        owner = unique >> 32
-        k1, b, avg_len = self.k1, self.b, self.avg_len
-        norms = np.array([k1 * (1 - b + b * total / avg_len) for total in totals])
-        weights = (tfs * (k1 + 1) / (tfs + norms[owner])).tolist()
-        indices = (unique & 0xFFFFFFFF).tolist()
-        bounds = np.searchsorted(owner, np.arange(len(texts) + 1)).tolist()
-        out: list[Embedding] = [
-            SparseVector(indices[lo:hi], weights[lo:hi]) for lo, hi in pairwise(bounds)
-        ]
-        if cache.shared:
-            clash = np.isin(unique & 0xFFFFFFFF, np.fromiter(cache.shared, np.int64))
-            for n in set(owner[clash].tolist()):
-                out[n] = self.embed_document(texts[n])
-        return out
+        return [self.embed_document(t) for t in texts]
 
     async def embed_documents(self, texts: Sequence[str]) -> list[Embedding]:
         if len(texts) <= 16:
@@ -279,7 +163,7 @@ class SparseLexicalEmbedder:
                 self._start_pool()
             # a worker takes ~0.4 s to start (imports): embed here meanwhile, not wait
             if all(f.done() for f in self._ready):
-                params = (self.k1, self.b, self.avg_len)
+                params = (self.k1, self.b, self.avg_len, self.heading_weight)
                 loop = asyncio.get_running_loop()
                 packed = await loop.run_in_executor(self._pool, _embed_in_worker, params, texts)
                 return _unpack_vectors(packed)
@@ -309,7 +193,8 @@ class SparseLexicalEmbedder:
         return self.embed_query_sync(text)
 
 
-_WORKER_EMBEDDERS: dict[tuple[float, float, float], SparseLexicalEmbedder] = {}
+_Params = tuple[float, float, float, int]
+_WORKER_EMBEDDERS: dict[_Params, SparseLexicalEmbedder] = {}
 
 
 def _worker_ready() -> None:
@@ -319,11 +204,14 @@ def _worker_ready() -> None:
 _Packed = tuple[bytes, bytes, list[int]]
 
 
-def _embed_in_worker(params: tuple[float, float, float], texts: Sequence[str]) -> _Packed:
-    """Runs in a worker process: one embedder (and token cache) per parameter set."""
+def _embed_in_worker(params: _Params, texts: Sequence[str]) -> _Packed:
+    """Runs in a worker process: one embedder (and term cache) per parameter set."""
     embedder = _WORKER_EMBEDDERS.get(params)
     if embedder is None:
-        embedder = _WORKER_EMBEDDERS[params] = SparseLexicalEmbedder(*params)
+        k1, b, avg_len, heading_weight = params
+        embedder = _WORKER_EMBEDDERS[params] = SparseLexicalEmbedder(
+            k1, b, avg_len, heading_weight=heading_weight
+        )
     return _pack_vectors(embedder._embed_many(texts))
 
 

@@ -1,24 +1,38 @@
-"""Retrieval: dense, sparse, or hybrid fused with Reciprocal Rank Fusion.
+"""Retrieval: dense, sparse, or hybrid with a calibrated score fusion; duplicates collapsed.
 
-Each configured embedder is one retriever: it embeds the query and asks the
-store for its top candidates *with the scope filter in the store query*. With
-two retrievers the ranked lists are fused with RRF (``sum 1 / (k + rank)``).
+Each configured embedder is one retriever: it embeds the query and asks the store for
+its top candidates *with the scope filter in the store query*. Then:
 
-An RRF value ranks results but is not a similarity, so a :class:`Hit` keeps
-both: ``rank_score`` (the fused value, or the raw score for one retriever) and
-``scores`` (raw similarity per retriever that found the chunk: cosine for
-dense, BM25 for sparse). ``score`` is the raw similarity of the first
-configured retriever that found the hit — what confidence checks should read.
-``score_floor`` drops candidates below a raw similarity, per retriever.
+1. **Fusion** (two retrievers). Each candidate's raw scores are mapped to [0, 1] with
+   fixed, query-independent functions — cosine ``c`` as ``max(0, c)``; BM25 ``s`` as
+   ``s / (s + sparse_scale * n)`` with ``n`` the number of query terms (saturating: half
+   way when each term contributes ``sparse_scale``) — and combined as
+   ``dense_weight * dense + (1 - dense_weight) * sparse``. Unlike rank fusion (RRF) or
+   per-query normalisation (DBSF), the fused value means the same thing for every query,
+   so a low top score says "nothing relevant" (``candor kb eval`` measures how well).
+   A candidate one retriever did not return gets that retriever's lowest returned
+   score (its true score is at most that).
+2. **Duplicates.** Chunks with the same or nearly the same text (word-trigram Jaccard
+   ≥ ``dedupe_threshold``, heading lines ignored) are one hit: the best-ranked one, with
+   every chunk's source kept in :attr:`Hit.sources`.
+3. **Diversity.** At most ``per_source`` hits of one source in the top ``top_k`` while
+   other sources have candidates; the rest follow if there is room.
+
+A :class:`Hit` keeps ``scores`` (raw similarity per retriever that found the chunk:
+cosine for dense, BM25 for sparse), ``score`` (the raw similarity of the first
+configured retriever — what confidence checks and score floors read) and
+``rank_score`` (the fused value in [0, 1] with two retrievers, else the raw score).
+``score_floor`` drops candidates below a raw similarity, per retriever, before fusion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from knowledge.embedders import Embedder
+from knowledge.embedders import Embedder, Embedding, SparseVector
 from knowledge.scopes import AllowedScopes
 from knowledge.store import StoreHit, VectorStore
 
@@ -26,8 +40,22 @@ ScoreFloor = float | Mapping[str, float] | None
 
 
 @dataclass(frozen=True)
+class SourceRef:
+    """One place a hit's text was found: source, title, link, scope and chunk id."""
+
+    source: str
+    title: str
+    link: str
+    scope: str
+    chunk_id: str
+
+
+@dataclass(frozen=True)
 class Hit:
-    """One retrieved chunk, with raw similarities and the fused rank score kept apart."""
+    """One retrieved chunk, with raw similarities and the fused rank score kept apart.
+
+    ``sources`` lists every source that holds this text (duplicates collapsed), this
+    hit's own first."""
 
     chunk_id: str
     text: str
@@ -40,6 +68,10 @@ class Hit:
     rank_score: float = 0.0
     headings: tuple[str, ...] = ()
     retriever: str = ""
+    sources: tuple[SourceRef, ...] = ()
+
+    def ref(self) -> SourceRef:
+        return SourceRef(self.source, self.title, self.link, self.scope, self.chunk_id)
 
 
 def _floor_for(floor: ScoreFloor, kind: str) -> float | None:
@@ -52,7 +84,7 @@ def _floor_for(floor: ScoreFloor, kind: str) -> float | None:
 
 def _hit(store_hit: StoreHit, kind: str) -> Hit:
     p = store_hit.payload
-    return Hit(
+    hit = Hit(
         chunk_id=store_hit.id,
         text=str(p.get("text", "")),
         source=str(p.get("source", "")),
@@ -65,6 +97,57 @@ def _hit(store_hit: StoreHit, kind: str) -> Hit:
         headings=tuple(str(h) for h in p.get("headings") or ()),
         retriever=kind,
     )
+    return replace(hit, sources=(hit.ref(),))
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _shingles(hit: Hit) -> frozenset[tuple[str, ...]]:
+    """Word trigrams of the chunk's body (the heading line, which names the source, dropped)."""
+    text = hit.text.split("\n", 1)[1] if hit.headings and "\n" in hit.text else hit.text
+    words = _WORD.findall(text.lower())
+    if len(words) < 3:
+        return frozenset([tuple(words)])
+    return frozenset(zip(words, words[1:], words[2:], strict=False))
+
+
+def collapse_duplicates(hits: Sequence[Hit], threshold: float = 0.8) -> list[Hit]:
+    """Merge hits whose texts are the same or nearly (trigram Jaccard ≥ ``threshold``).
+
+    Order is kept; the first (best-ranked) hit of a group stays, with the sources of the
+    others appended to its ``sources``."""
+    kept: list[tuple[Hit, frozenset[tuple[str, ...]]]] = []
+    for hit in hits:
+        grams = _shingles(hit)
+        for n, (other, other_grams) in enumerate(kept):
+            union = len(grams | other_grams)
+            if union and len(grams & other_grams) / union >= threshold:
+                known = {s.chunk_id for s in other.sources}
+                extra = tuple(s for s in hit.sources if s.chunk_id not in known)
+                kept[n] = (replace(other, sources=other.sources + extra), other_grams)
+                break
+        else:
+            kept.append((hit, grams))
+    return [h for h, _ in kept]
+
+
+def diversify(hits: Sequence[Hit], top_k: int, per_source: int) -> list[Hit]:
+    """The top ``top_k`` with at most ``per_source`` hits per source while others remain."""
+    if per_source <= 0:
+        return list(hits[:top_k])
+    chosen: list[Hit] = []
+    held: list[Hit] = []
+    count: dict[str, int] = {}
+    for hit in hits:
+        if count.get(hit.source, 0) < per_source:
+            chosen.append(hit)
+            count[hit.source] = count.get(hit.source, 0) + 1
+        else:
+            held.append(hit)
+        if len(chosen) == top_k:
+            return chosen
+    return (chosen + held)[:top_k]
 
 
 class Retriever:
@@ -75,22 +158,29 @@ class Retriever:
         store: VectorStore,
         embedders: Sequence[Embedder],
         *,
-        rrf_k: int = 60,
-        candidates: int = 20,
+        candidates: int = 30,
+        dense_weight: float = 0.5,
+        sparse_scale: float = 3.0,
+        dedupe_threshold: float = 0.8,
+        per_source: int = 1,
     ) -> None:
         kinds = [e.kind for e in embedders]
         if not embedders or len(set(kinds)) != len(kinds):
             raise ValueError("Configure one or two embedders: at most one dense and one sparse.")
         self.store = store
         self.embedders = list(embedders)
-        self.rrf_k = rrf_k
         self.candidates = candidates
+        self.dense_weight = dense_weight
+        self.sparse_scale = sparse_scale
+        self.dedupe_threshold = dedupe_threshold
+        self.per_source = per_source
 
     async def _one(
         self, embedder: Embedder, query: str, scopes: AllowedScopes, limit: int
-    ) -> list[StoreHit]:
+    ) -> tuple[Embedding, list[StoreHit]]:
         vector = await embedder.embed_query(query)
-        return await self.store.search(embedder.kind, embedder.name, vector, scopes, limit)
+        hits = await self.store.search(embedder.kind, embedder.name, vector, scopes, limit)
+        return vector, hits
 
     async def search(
         self,
@@ -107,43 +197,48 @@ class Retriever:
         """
         if not query.strip() or not allowed_scopes.keys or top_k <= 0:
             return []
-        limit = top_k if len(self.embedders) == 1 else max(top_k, self.candidates)
+        # more candidates than asked for: duplicates and same-source hits are set aside
+        limit = max(top_k * 3, self.candidates)
         results = await asyncio.gather(
             *(self._one(e, query, allowed_scopes, limit) for e in self.embedders)
         )
         ranked: list[list[Hit]] = []
-        for embedder, hits in zip(self.embedders, results, strict=True):
+        query_terms = 1
+        for embedder, (vector, hits) in zip(self.embedders, results, strict=True):
+            if isinstance(vector, SparseVector):
+                query_terms = max(1, len(vector.indices))
             floor = _floor_for(score_floor, embedder.kind)
             ranked.append(
                 [_hit(h, embedder.kind) for h in hits if floor is None or h.score >= floor]
             )
-        if len(ranked) == 1:
-            return ranked[0][:top_k]
-        return self._fuse(ranked)[:top_k]
+        merged = ranked[0] if len(ranked) == 1 else self._fuse(ranked, query_terms)
+        unique = collapse_duplicates(merged, self.dedupe_threshold)
+        return diversify(unique, top_k, self.per_source)
 
-    def _fuse(self, ranked: list[list[Hit]]) -> list[Hit]:
-        fused: dict[str, float] = {}
-        scores: dict[str, dict[str, float]] = {}
+    def normalized(self, kind: str, raw: float, query_terms: int) -> float:
+        """A raw score mapped to [0, 1] the same way for every query (see the module docstring)."""
+        if kind == "dense":
+            return max(0.0, min(1.0, raw))
+        raw = max(0.0, raw)
+        return raw / (raw + self.sparse_scale * query_terms)
+
+    def _fuse(self, ranked: list[list[Hit]], query_terms: int) -> list[Hit]:
         first: dict[str, Hit] = {}
+        scores: dict[str, dict[str, float]] = {}
+        floors: dict[str, float] = {}
         for hits in ranked:  # in configured order, so ``first`` is the primary retriever's hit
-            for rank, hit in enumerate(hits, start=1):
-                fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (self.rrf_k + rank)
-                scores.setdefault(hit.chunk_id, {}).update(hit.scores)
+            for hit in hits:
                 first.setdefault(hit.chunk_id, hit)
-        out = [
-            Hit(
-                chunk_id=cid,
-                text=h.text,
-                source=h.source,
-                title=h.title,
-                link=h.link,
-                scope=h.scope,
-                score=h.score,
-                scores=scores[cid],
-                rank_score=fused[cid],
-                headings=h.headings,
-                retriever=h.retriever,
-            )
-            for cid, h in first.items()
-        ]
+                scores.setdefault(hit.chunk_id, {}).update(hit.scores)
+            if hits:
+                floors[hits[0].retriever] = min(h.score for h in hits)
+        weights = {"dense": self.dense_weight, "sparse": 1.0 - self.dense_weight}
+        out: list[Hit] = []
+        for cid, hit in first.items():
+            raw = scores[cid]
+            fused = 0.0
+            for kind, weight in weights.items():
+                value = raw.get(kind, floors.get(kind, 0.0))
+                fused += weight * self.normalized(kind, value, query_terms)
+            out.append(replace(hit, scores=raw, rank_score=fused))
         return sorted(out, key=lambda h: (-h.rank_score, h.chunk_id))

@@ -186,7 +186,9 @@ async def test_reindex_rebuilds_for_hybrid_and_keeps_scopes(
     assert set(top.scores) == {"dense", "sparse"}
     assert top.score == top.scores["dense"]  # first configured retriever's raw cosine
     assert -1.0 <= top.scores["dense"] <= 1.0
-    assert top.rank_score <= 2 / 61 + 1e-9  # an RRF value, not a similarity
+    # the fused score: both raw scores mapped to [0, 1] the same way for every query
+    assert 0.0 < top.rank_score <= 1.0
+    assert [h.rank_score for h in hits] == sorted((h.rank_score for h in hits), reverse=True)
     leaked = await hybrid.search(
         "Project Nightingale launch date", scopes_for_dm(["CSALES"]), limit=20
     )
