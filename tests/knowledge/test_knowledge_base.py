@@ -277,3 +277,53 @@ async def test_same_source_twice_in_one_batch_keeps_only_the_last_version(
     assert len(await store.ids_for_source("upload:n")) == 1
     hits = await kb.search("printer floor", scopes_for_dm([]))
     assert [h.text for h in hits] == ["The printer moved to floor five."]
+
+
+SHARED_SECTION = (
+    "# Release checklist\n\nBefore a release, freeze the main branch, run the smoke tests "
+    "against staging, and post the changelog in #releases. Roll back with deployctl "
+    "rollback if the error rate doubles within ten minutes."
+)
+
+
+async def test_identical_chunks_from_two_sources_are_one_hit_with_both_sources(
+    kb: KnowledgeBase,
+) -> None:
+    await kb.add_document(
+        Document("file:wiki/release.md", "Wiki", "wiki", Scope.workspace(), SHARED_SECTION)
+    )
+    await kb.add_document(
+        Document("file:ops/runbook.md", "Runbook", "runbook", Scope.workspace(), SHARED_SECTION)
+    )
+    near = SHARED_SECTION.replace("ten minutes", "10 minutes")  # a near-duplicate copy
+    await kb.add_document(Document("upload:copy", "Copy", "copy", Scope.workspace(), near))
+    await kb.add_document(
+        Document(
+            "file:other.md", "Other", "other", Scope.workspace(), "Release notes go out weekly."
+        )
+    )
+    hits = await kb.search("release checklist smoke tests", scopes_for_dm([]), limit=5)
+    assert len(hits) == 2
+    assert {s.source for s in hits[0].sources} == {
+        "file:wiki/release.md",
+        "file:ops/runbook.md",
+        "upload:copy",
+    }
+    assert hits[0].sources[0].source == hits[0].source  # the hit's own source first
+    assert hits[1].source == "file:other.md" and len(hits[1].sources) == 1
+
+
+async def test_one_source_does_not_fill_the_top_k_while_others_match(kb: KnowledgeBase) -> None:
+    sections = "\n\n".join(
+        f"## Rollback step {i}\n\nRollback step {i}: run deployctl rollback --step {i}."
+        for i in range(6)
+    )
+    await kb.add_document(
+        Document("file:deploy.md", "Deploy", "d", Scope.workspace(), "# Deploy\n\n" + sections)
+    )
+    await kb.add_document(
+        Document("file:faq.md", "FAQ", "f", Scope.workspace(), "A rollback is rare; ask #ops.")
+    )
+    hits = await kb.search("rollback", scopes_for_dm([]), limit=3)
+    assert [h.source for h in hits][:2] == ["file:deploy.md", "file:faq.md"]
+    assert len(hits) == 3  # with room left, the same source fills it

@@ -146,3 +146,32 @@ async def test_scope_key_in_document_text_does_not_widen_access(kb: KnowledgeBas
     )
     assert await kb.search("vault code workspace", scopes_for_dm([])) == []
     assert await kb.search("vault code", scopes_for_dm(["GSECRET"]))
+
+
+async def test_hybrid_fused_search_filters_every_retriever_in_the_store(
+    corpus_kb: KnowledgeBase, store: VectorStore
+) -> None:
+    """The fused (dense + sparse) path keeps the scope filter inside both store queries."""
+    from .conftest import HashingDenseEmbedder
+
+    dense = HashingDenseEmbedder()
+    hybrid = KnowledgeBase(store, [dense, SparseLexicalEmbedder()])
+    await hybrid.reindex()
+    outside = scopes_for_channel("CSALES", channel_private=False)
+    for query in SECRET_QUERIES + CRAFTED_QUERIES:
+        assert_no_private(await hybrid.search(query, outside, limit=50))
+        assert_no_private(await hybrid.search(query, scopes_for_dm(["CSALES"]), limit=50))
+    inside = await hybrid.search(
+        SECRET_QUERIES[0], scopes_for_channel("CPRIV", channel_private=True)
+    )
+    assert (
+        inside and inside[0].scope == PRIVATE.key and set(inside[0].scores) == {"dense", "sparse"}
+    )
+    # top-1 of the dense vector alone is the best *allowed* chunk: filtered in the query
+    vector = await dense.embed_query("Nightingale launch approval")
+    everything = AllowedScopes(frozenset({"workspace", "channel:CSALES", "channel:CPRIV"}))
+    assert (await store.search("dense", dense.name, vector, everything, 1))[0].payload[
+        "scope"
+    ] == PRIVATE.key
+    restricted = await store.search("dense", dense.name, vector, outside, 1)
+    assert len(restricted) == 1 and restricted[0].payload["scope"] != PRIVATE.key
