@@ -36,20 +36,6 @@ VALUE_ACTION = "value"
 #: The App Home lists at most this many channels (Slack allows 100 blocks per view).
 HOME_MAX_CHANNELS = 40
 
-USAGE = """*Candor admin command* — `/candor <subcommand>`; quote long text, e.g. `"like this"`.
-`[#channel]` is the current channel unless you name one; `--workspace` (or `default`) targets the workspace default.
-• `config show [#channel]` — effective settings; _inherited_ values are marked
-• `system show|reset [#channel]`, `system set "text" [#channel]`, `system edit [#channel]` (opens an editor)
-• `temperature 0.7 [#channel]` (0–2) · `model NAME [#channel]` · `max-tokens N [#channel]` (1–32000)
-• `enable [#channel]` · `disable [#channel]`
-• `kb scopes workspace,channel:C123 [#channel]` · `kb top-k N` (1–20) · `kb floor X` (0–1)
-• `kb ingest [#channel]` — learn a channel's history (its own scope) · `kb sources` · `kb remove SOURCE`
-• `reset [#channel] FIELD|all` — back to inherit (fields: system, temperature, model, max-tokens, enabled, kb-scopes, kb-top-k, kb-floor)
-• `admins` · `admins add @user` · `admins remove @user`
-• `audit [N]` — the latest changes
-• `budget default 10 monthly` · `budget @user 25|none` · `prices show` · `prices set MODEL in cached out`
-• `usage` — your own spend · `usage @user` · `usage top [day|week|month]` (admins)"""
-
 
 def format_value(field: str, value: Any, *, short: bool = False) -> str:
     """A setting's value as an admin reads it."""

@@ -3,12 +3,15 @@
 What lives here:
 - `__init__` (this module): `register(app, deps)`, the shell-like argument split
   (`shlex`, so long text goes in quotes) and the dispatcher `run`.
-- `base`: the `Invocation` and what every subcommand shares (channel, user and value
-  arguments).
-- one module per subject: `settings`, `knowledge` (`kb …`), `spend`, `admins`.
+- `base`: the `Invocation`, the `Subcommand` record and its `Registry`, and what every
+  subcommand shares (channel, user and value arguments).
+- one module per subject, each listing its `SUBCOMMANDS`: `settings`, `knowledge`
+  (`kb …`), `spend`, `admins`. A new subcommand is one more record there; the routing,
+  the admin check and the usage text (`/candor help`) all come from the records.
 
-Imports: the subject modules import `base`, `bot.*` and `handlers.admin_views` /
-`handlers.directory`, never each other nor this module; only this module imports them.
+Imports: the subject modules import `base`, `bot.*`, `knowledge` and
+`handlers.admin_views` / `handlers.directory`, never each other nor this module; only
+this module imports them.
 
 Every reply goes through `respond` (the command's `response_url`), which works in DMs and
 private channels the bot is not in. `ack()` comes first, within Slack's 3 seconds.
@@ -28,16 +31,12 @@ from bot import admin as admin_mod
 from bot.admin import NOT_ADMIN
 from bot.deps import Deps
 from bot.errors import CandorError
-from handlers import admin_views as views
 from handlers.commands import admins, knowledge, settings, spend
-from handlers.commands.base import Handler, Invocation
+from handlers.commands.base import Invocation, Registry, Subcommand
 
-__all__ = ["PUBLIC", "ROUTES", "Invocation", "register", "run"]
+__all__ = ["PUBLIC", "REGISTRY", "USAGE", "Invocation", "register", "run"]
 
 log = logging.getLogger(__name__)
-
-#: Subcommands anyone may run; everything else is for admins.
-PUBLIC = frozenset({"help", "usage"})
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -77,16 +76,16 @@ def register(app: AsyncApp, deps: Deps) -> None:
 async def run(call: Invocation) -> str:
     """Route one invocation and return the reply text; never raises to Slack."""
     if not call.args:
-        return views.USAGE
+        return USAGE
     name = call.args[0].lower()
-    handler = ROUTES.get(name)
-    if handler is None:
-        return views.USAGE if name == "help" else f"I don't know `{call.args[0]}`.\n{views.USAGE}"
-    if name not in PUBLIC and not await call.admin.is_admin(call.user_id, call.lookup):
+    sub = REGISTRY.get(name)
+    if sub is None:
+        return f"I don't know `{call.args[0]}`.\n{USAGE}"
+    if sub.admin_only and not await call.admin.is_admin(call.user_id, call.lookup):
         return NOT_ADMIN
     call.args = call.args[1:]
     try:
-        return await handler(call)
+        return await sub.handler(call)
     except CandorError as exc:
         return exc.user_message
     except Exception:
@@ -95,13 +94,17 @@ async def run(call: Invocation) -> str:
 
 
 async def cmd_help(_call: Invocation) -> str:
-    return views.USAGE
+    return USAGE
 
 
-ROUTES: dict[str, Handler] = {
-    "help": cmd_help,
-    **settings.ROUTES,
-    **knowledge.ROUTES,
-    **admins.ROUTES,
-    **spend.ROUTES,
-}
+REGISTRY = Registry(
+    (Subcommand("help", ("help",), cmd_help, "this list", admin_only=False),),
+    settings.SUBCOMMANDS,
+    knowledge.SUBCOMMANDS,
+    admins.SUBCOMMANDS,
+    spend.SUBCOMMANDS,
+)
+#: Subcommands anyone may run; everything else is for admins.
+PUBLIC = REGISTRY.public
+#: What `/candor help` (and an unknown subcommand) answers, written from the registry.
+USAGE = REGISTRY.usage()

@@ -10,7 +10,7 @@ from bot import admin_settings as validate
 from bot.admin_settings import InvalidValue
 from bot.audit import AUDIT_DEFAULT, AUDIT_MAX
 from handlers import admin_views as views
-from handlers.commands.base import Handler, Invocation, one_value, user_arg
+from handlers.commands.base import Invocation, Subcommand, one_value, user_arg
 
 
 async def cmd_admins(call: Invocation) -> str:
@@ -50,7 +50,12 @@ async def cmd_audit(call: Invocation) -> str:
     return views.render_audit(await call.admin.audit_log(limit))
 
 
-ROUTES: dict[str, Handler] = {
-    "admins": cmd_admins,
-    "audit": cmd_audit,
-}
+SUBCOMMANDS = (
+    Subcommand(
+        "admins",
+        ("admins", "admins add @user", "admins remove @user"),
+        cmd_admins,
+        "Slack admins and owners always are admins",
+    ),
+    Subcommand("audit", ("audit [N]",), cmd_audit, "the latest changes"),
+)

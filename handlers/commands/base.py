@@ -5,6 +5,9 @@ escapes channels), a raw channel ID, or `#name` (looked up with `conversations.l
 channel means the current one, and `--workspace` or `default` means the workspace default.
 A user is named with `<@U123|name>` or a member ID.
 
+Each subject module lists its subcommands as `Subcommand` records; the dispatcher puts
+them in one `Registry`, which routes by name and writes the usage text from them.
+
 The subject modules (settings, knowledge, spend, admins) import this module and never
 each other, so no import circle can form between them.
 """
@@ -12,7 +15,7 @@ each other, so no import circle can form between them.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +59,66 @@ class Invocation:
 
 
 Handler = Callable[[Invocation], Awaitable[str]]
+
+USAGE_HEADER = (
+    '*Candor admin command* — `/candor <subcommand>`; quote long text, e.g. `"like this"`.\n'
+    "`[#channel]` is the current channel unless you name one; `--workspace` (or `default`) "
+    "targets the workspace default."
+)
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One `/candor` subcommand: its name, how it is typed, who may run it, what runs it.
+
+    `forms` are the ways to type it, each starting with `name` (`"kb top-k N [#channel]"`);
+    `about` is one short phrase for the usage text. `admin_only=False` lets anyone run it
+    (the handler may still check rights for some of its forms, as `usage @user` does).
+    """
+
+    name: str
+    forms: tuple[str, ...]
+    handler: Handler
+    about: str = ""
+    admin_only: bool = True
+
+    def usage_line(self) -> str:
+        """This subcommand's line in the usage text."""
+        line = "• " + " · ".join(f"`{form}`" for form in self.forms)
+        return f"{line} — {self.about}" if self.about else line
+
+
+class Registry:
+    """Every `/candor` subcommand, by name, in the order the usage text lists them."""
+
+    def __init__(self, *groups: Iterable[Subcommand]) -> None:
+        self._by_name: dict[str, Subcommand] = {}
+        for group in groups:
+            for sub in group:
+                if sub.name in self._by_name:
+                    raise ValueError(f"/candor {sub.name} is registered twice")
+                if not sub.forms or any(form.split(" ", 1)[0] != sub.name for form in sub.forms):
+                    raise ValueError(f"every form of /candor {sub.name} must start with its name")
+                self._by_name[sub.name] = sub
+
+    def __iter__(self) -> Iterator[Subcommand]:
+        return iter(self._by_name.values())
+
+    def get(self, name: str) -> Subcommand | None:
+        return self._by_name.get(name)
+
+    @property
+    def public(self) -> frozenset[str]:
+        """The subcommands anyone may run; everything else is for admins."""
+        return frozenset(sub.name for sub in self if not sub.admin_only)
+
+    def usage(self) -> str:
+        """The usage text: the header, then one line per subcommand, then who may run what."""
+        lines = [USAGE_HEADER, *(sub.usage_line() for sub in self)]
+        public = [f"`{name}`" for name in sorted(self.public)]
+        anyone = ", ".join(public[:-1]) + " and " + public[-1] if len(public) > 1 else public[0]
+        lines.append(f"Anyone may run {anyone}; everything else is for admins.")
+        return "\n".join(lines)
 
 
 # --- targets --------------------------------------------------------------------------

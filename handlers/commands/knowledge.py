@@ -12,7 +12,7 @@ from typing import Any
 
 from bot import admin_settings as validate
 from bot.admin_settings import InvalidValue
-from handlers.commands.base import Handler, Invocation, one_value, pop_target, set_values
+from handlers.commands.base import Invocation, Subcommand, one_value, pop_target, set_values
 from handlers.directory import is_private_channel
 
 _USAGE = (
@@ -102,4 +102,20 @@ async def _audit(call: Invocation, action: str, target: str, before: Any, after:
         )
 
 
-ROUTES: dict[str, Handler] = {"kb": cmd_kb}
+SUBCOMMANDS = (
+    Subcommand(
+        "kb",
+        (
+            "kb scopes workspace,channel:C123 [#channel]",
+            "kb top-k N [#channel]",
+            "kb floor X [#channel]",
+            "kb ingest [#channel]",
+            "kb sources",
+            "kb remove SOURCE",
+        ),
+        cmd_kb,
+        f"what a channel retrieves (top-k {validate.TOP_K_MIN}–{validate.TOP_K_MAX}, "
+        f"floor {validate.FLOOR_MIN:g}–{validate.FLOOR_MAX:g}); `ingest` learns a channel's "
+        "history (its own scope); `sources` lists what is known, `remove` forgets one",
+    ),
+)

@@ -13,11 +13,19 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import admin_settings as validate
+from bot import channels
 from bot.admin import NOT_ADMIN, AdminService
 from bot.admin_settings import InvalidValue
 from bot.channels import FIELDS
 from handlers import admin_views as views
-from handlers.commands.base import Handler, Invocation, one_value, pop_target, set_values
+from handlers.commands.base import (
+    Handler,
+    Invocation,
+    Subcommand,
+    one_value,
+    pop_target,
+    set_values,
+)
 from handlers.directory import user_lookup
 
 
@@ -132,13 +140,38 @@ async def cmd_reset(call: Invocation) -> str:
     return views.render_change(change)
 
 
-ROUTES: dict[str, Handler] = {
-    "config": cmd_config,
-    "system": cmd_system,
-    "temperature": cmd_temperature,
-    "model": cmd_model,
-    "max-tokens": cmd_max_tokens,
-    "enable": _toggle(True),
-    "disable": _toggle(False),
-    "reset": cmd_reset,
-}
+SUBCOMMANDS = (
+    Subcommand(
+        "config",
+        ("config show [#channel]",),
+        cmd_config,
+        "effective settings; _inherited_ values are marked",
+    ),
+    Subcommand(
+        "system",
+        ("system show|reset [#channel]", 'system set "text" [#channel]', "system edit [#channel]"),
+        cmd_system,
+        "the system message; `edit` opens an editor",
+    ),
+    Subcommand(
+        "temperature",
+        ("temperature 0.7 [#channel]",),
+        cmd_temperature,
+        f"randomness, {channels.TEMPERATURE_MIN:g}–{channels.TEMPERATURE_MAX:g}",
+    ),
+    Subcommand("model", ("model NAME [#channel]",), cmd_model, "the model that answers"),
+    Subcommand(
+        "max-tokens",
+        ("max-tokens N [#channel]",),
+        cmd_max_tokens,
+        f"longest answer, {validate.MAX_TOKENS_MIN}–{validate.MAX_TOKENS_MAX}",
+    ),
+    Subcommand("enable", ("enable [#channel]",), _toggle(True), "turn Candor on there"),
+    Subcommand("disable", ("disable [#channel]",), _toggle(False), "turn Candor off there"),
+    Subcommand(
+        "reset",
+        ("reset [#channel] FIELD|all",),
+        cmd_reset,
+        "back to inherit (fields: " + ", ".join(validate.FIELD_LABELS[f] for f in FIELDS) + ")",
+    ),
+)

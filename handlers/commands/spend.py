@@ -16,7 +16,7 @@ from bot.admin import NOT_ADMIN
 from bot.admin_settings import InvalidValue
 from bot.db.spend_models import DEFAULT_BUDGET_KEY
 from handlers import admin_views as views
-from handlers.commands.base import Handler, Invocation, user_arg
+from handlers.commands.base import Invocation, Subcommand, user_arg
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,24 @@ async def _send_chart(call: Invocation, spend: admin_spend.SpendAdmin) -> str:
     return "I sent you the daily spend chart in a direct message."
 
 
-ROUTES: dict[str, Handler] = {
-    "budget": cmd_budget,
-    "prices": cmd_prices,
-    "usage": cmd_usage,
-}
+SUBCOMMANDS = (
+    Subcommand(
+        "budget",
+        ("budget show [@user]", "budget default 10 [daily|weekly|monthly]", "budget @user 25|none"),
+        cmd_budget,
+        "spend limits, in USD",
+    ),
+    Subcommand(
+        "prices",
+        ("prices show", "prices set MODEL in cached out"),
+        cmd_prices,
+        "USD per 1M tokens",
+    ),
+    Subcommand(
+        "usage",
+        ("usage", "usage @user", "usage top [day|week|month]"),
+        cmd_usage,
+        "your own spend; another's or the top spenders (admins)",
+        admin_only=False,
+    ),
+)
