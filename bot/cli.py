@@ -13,8 +13,9 @@ hands them down; nothing below creates clients on its own.
     candor kb add|list|remove|search|reindex       the knowledge base
     candor usage [--user U] [--top] [--period P]   spend tables
 
-Failures print one sentence to stderr and exit non-zero; tracebacks only with
-`CANDOR_LOG_LEVEL=DEBUG`.
+Failures print one sentence to stderr and exit non-zero (with `--json`, an object
+`{"error": "..."}` on stdout instead); tracebacks only with `CANDOR_LOG_LEVEL=DEBUG`.
+A bad setting is exit code 2, a failure while running is 1.
 """
 
 from __future__ import annotations
@@ -81,14 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.env_file)
     except ConfigError as exc:
-        print(f"candor: {exc}", file=sys.stderr)
-        return 2
-    level = settings.candor.log_level.upper()
-    if args.command in ("chat", "kb", "usage", "manifest") and "CANDOR_LOG_LEVEL" not in os.environ:
-        level = "WARNING"  # keep the terminal for the answer; opt in to more with the variable
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx", "openai._base_client"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+        return _fail(args, str(exc), 2)
+    for problem in settings.env_file_problems:
+        print(f"candor: warning: {problem}.", file=sys.stderr)
+    _configure_logging(args, settings)
     command = _commands()[args.command]
     try:
         return asyncio.run(command(args, settings))
@@ -96,22 +93,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ConfigError, CandorError) as exc:
         message = exc.user_message if isinstance(exc, CandorError) else str(exc)
-        print(f"candor: {message}", file=sys.stderr)
-        return 1
+        return _fail(args, message, 1)
     except Exception as exc:
         # The knowledge package's own errors are written as one sentence for people.
         from knowledge import EmbedderMismatch, ScopeError, StoreError, UnsupportedFile
 
         if isinstance(exc, EmbedderMismatch | ScopeError | StoreError | UnsupportedFile):
-            print(f"candor: {exc}", file=sys.stderr)
-            return 1
+            return _fail(args, str(exc), 1)
         log.debug("failed", exc_info=True)
-        print(
-            f"candor: {args.command} failed ({type(exc).__name__}); rerun with "
-            "CANDOR_LOG_LEVEL=DEBUG for details.",
-            file=sys.stderr,
+        return _fail(
+            args,
+            f"{args.command} failed unexpectedly; rerun with CANDOR_LOG_LEVEL=DEBUG for details.",
+            1,
         )
-        return 1
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """Report `message` (one sentence) the way the caller asked: JSON or plain text."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    else:
+        print(f"candor: {message}", file=sys.stderr)
+    return code
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log lines without tracebacks: the terminal gets sentences; DEBUG gets the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None
+        saved, record.exc_info = record.exc_info, None
+        try:
+            return super().format(record).rstrip()
+        finally:
+            record.exc_info = saved
+
+
+def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
+    level = settings.candor.log_level
+    terminal = args.command in ("chat", "kb", "usage", "manifest", "db")
+    if terminal and "CANDOR_LOG_LEVEL" not in os.environ:
+        level = "WARNING"  # keep the terminal for the answer; opt in to more with the variable
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler()
+    # A command run in a terminal shows sentences; `serve` keeps tracebacks for operators.
+    quiet = terminal and level != "DEBUG"
+    handler.setFormatter(_OneLineFormatter(fmt) if quiet else logging.Formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+    for noisy in ("alembic", "httpx", "httpx2", "openai._base_client"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _commands() -> dict[str, Command]:
@@ -210,15 +240,20 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _db(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.db.engine import current_revision, open_database, upgrade
+    from bot.db.engine import current_revision, database_error, describe_url, upgrade
+    from bot.deps import open_checked_database
 
-    db = open_database(settings.database_url)
+    db = open_checked_database(settings)
     try:
         if args.db_command == "upgrade":
             await upgrade(db)
-        print(f"database at revision {await current_revision(db)}")
+        revision = await current_revision(db)
+    except Exception as exc:
+        where = describe_url(settings.database_url)
+        raise database_error(exc, where, sqlite=db.is_sqlite) from None
     finally:
         await db.dispose()
+    print(f"database at revision {revision}")
     return 0
 
 

@@ -3,6 +3,11 @@
 `build_deps(settings)` creates the OpenAI client, the database, the token counter and the
 conversation manager (and, as they land, the knowledge base and the spend ledger).
 Tests build `Deps` from fakes and local parts with the same function or by hand.
+
+A process that cannot work should not start: `build_deps` checks the database is
+reachable and migrated (`DatabaseNotReady`), and the OpenAI client fails fast, with a
+sentence naming `OPENAI_BASE_URL`, when nothing listens at a configured endpoint (the
+SDK would otherwise retry a refused connection for seconds and blame a passing outage).
 """
 
 from __future__ import annotations
@@ -10,12 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from openai import AsyncOpenAI
+import httpx2
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from bot.clock import Clock, SystemClock
 from bot.conversation import ConversationManager
-from bot.db.engine import Database, open_database, upgrade
-from bot.llm import LLMGateway
+from bot.db.engine import (
+    Database,
+    database_error,
+    describe_url,
+    ensure_ready,
+    open_database,
+    upgrade,
+)
+from bot.llm import LLMError, LLMGateway
 from bot.ports import KnowledgeSource, SpendGuard
 from bot.settings import Settings
 from bot.tokens import TokenCounter
@@ -46,15 +59,82 @@ class Deps:
         await self.db.dispose()
 
 
+class LLMUnreachable(LLMError):
+    """Nothing answers at the LLM endpoint: a setup problem, not a passing outage."""
+
+    user_message = (
+        "Candor cannot connect to the language model; an admin needs to check OPENAI_BASE_URL."
+    )
+
+
+#: The SDK's own connection limits (`openai._constants.DEFAULT_CONNECTION_LIMITS`).
+_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
+
+
+class FailFastTransport(httpx2.AsyncBaseTransport):
+    """Turns a failed connection into `LLMUnreachable` instead of a retry loop.
+
+    For a configured `OPENAI_BASE_URL` the first refused connection ends the call: the
+    server is not running, and retrying for seconds only hides that. For OpenAI itself
+    the SDK keeps retrying (a network blip passes), and the last attempt's failure says
+    to check the network. Raising a non-httpx error is what stops the SDK's retries.
+    """
+
+    def __init__(self, *, configured: bool, max_retries: int) -> None:
+        self.inner = httpx2.AsyncHTTPTransport(limits=_LIMITS)
+        self.configured = configured
+        self.max_retries = max_retries
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except httpx2.ConnectError as error:
+            attempt = int(request.headers.get("x-stainless-retry-count", "0") or 0)
+            if not self.configured and attempt < self.max_retries:
+                raise
+            raise _unreachable(request, configured=self.configured) from error
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _unreachable(request: httpx2.Request, *, configured: bool) -> LLMUnreachable:
+    where = f"{request.url.host}:{request.url.port or 443}"
+    if configured:
+        message = (
+            f"Candor cannot connect to the language model at OPENAI_BASE_URL ({where}); "
+            "start that server or fix OPENAI_BASE_URL (`candor local-llm` runs one offline)."
+        )
+    else:
+        message = (
+            f"Candor cannot connect to the OpenAI API ({where}); check the network, or set "
+            "OPENAI_BASE_URL to a server you can reach (`candor local-llm` runs one offline)."
+        )
+    return LLMUnreachable(f"connect failed: {where}", user_message=message)
+
+
 def build_openai(settings: Settings) -> AsyncOpenAI:
     key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else ""
+    configured = bool(settings.openai.base_url)
+    transport = FailFastTransport(configured=configured, max_retries=settings.openai.max_retries)
     return AsyncOpenAI(
         # Local servers (llama.cpp, Ollama, vLLM) accept any key; the SDK insists on one.
         api_key=key or "not-needed",
         base_url=settings.openai.base_url or None,
         timeout=settings.openai.timeout_seconds,
         max_retries=settings.openai.max_retries,
+        http_client=DefaultAsyncHttpxClient(transport=transport),
     )
+
+
+def open_checked_database(settings: Settings) -> Database:
+    """`open_database` for `DATABASE_URL`; a failure (e.g. no folder for the SQLite file)
+    is a `DatabaseNotReady` sentence naming the variable."""
+    try:
+        return open_database(settings.database_url, echo=settings.db.echo)
+    except Exception as error:
+        url = settings.database_url
+        raise database_error(error, describe_url(url), sqlite=url.startswith("sqlite")) from None
 
 
 async def build_deps(
@@ -74,8 +154,15 @@ async def build_deps(
     False or another `SpendGuard` is handed in.
     """
     settings.candor.data_dir.mkdir(parents=True, exist_ok=True)
-    db = db or open_database(settings.database_url, echo=settings.db.echo)
-    if migrate if migrate is not None else db.is_sqlite:
+    if db is None:
+        # Our own database: check it answers and is migrated before anything else starts.
+        db = open_checked_database(settings)
+        try:
+            await ensure_ready(db, migrate=migrate if migrate is not None else db.is_sqlite)
+        except BaseException:
+            await db.dispose()
+            raise
+    elif migrate if migrate is not None else db.is_sqlite:
         await upgrade(db)
     tokens = TokenCounter(settings.candor.data_dir / "tiktoken")
     client = build_openai(settings)

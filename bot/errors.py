@@ -56,3 +56,22 @@ class DeliveryFailed(CandorError):
         super().__init__(detail or code, user_message=user_message)
         self.code = code
         self.retry_after = retry_after
+
+
+class DatabaseNotReady(CandorError):
+    """The configured database cannot be used: unreachable, or not migrated to this code.
+
+    Found at startup (`bot.db.engine.ensure_ready`), before any Slack connection or LLM
+    call; the sentence names `DATABASE_URL` or the command to run.
+    """
+
+    user_message = "Candor's database is not ready; run `candor db upgrade`."
+
+
+class EmbeddingUnavailable(CandorError):
+    """The knowledge base's embeddings API cannot be used as configured (names the setting)."""
+
+    user_message = (
+        "Candor could not embed text for the knowledge base; check OPENAI_BASE_URL and "
+        "OPENAI_API_KEY, or set CANDOR_KB_EMBEDDER=sparse to embed offline."
+    )

@@ -27,11 +27,12 @@ query (see `knowledge.scopes`), never after it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bot.errors import CandorError
+from bot.errors import CandorError, EmbeddingUnavailable
 from bot.ports import RetrievalQuery, RetrievedHit
 from bot.settings import Settings
 from bot.tokens import TokenCounter
@@ -39,6 +40,8 @@ from knowledge import (
     AllowedScopes,
     Embedder,
     EmbedderMismatch,
+    Embedding,
+    EmbeddingError,
     Hit,
     KnowledgeBase,
     OpenAIEmbedder,
@@ -190,7 +193,9 @@ class ScopedKnowledge:
                 ),
             ) from None
         except Exception as exc:
-            log.warning("Knowledge retrieval failed: %s", type(exc).__name__, exc_info=True)
+            # A setup problem (e.g. the embeddings API) carries the sentence naming the fix.
+            why = exc.user_message if isinstance(exc, CandorError) else type(exc).__name__
+            log.warning("Knowledge retrieval failed: %s", why, exc_info=True)
             raise KnowledgeUnavailable(type(exc).__name__) from None
         return [_numbered(i, hit) for i, hit in enumerate(hits, start=1)]
 
@@ -208,6 +213,50 @@ def _numbered(index: int, hit: Hit) -> RetrievedHit:
     )
 
 
+class ExplainedOpenAIEmbedder(OpenAIEmbedder):
+    """`OpenAIEmbedder` whose setup failures (no server, a rejected key) are one sentence
+    naming the setting to fix, as `EmbeddingUnavailable`; other failures pass unchanged."""
+
+    def __init__(self, client: object, model: str, *, settings: Settings) -> None:
+        super().__init__(client, model)
+        self._settings = settings
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[Embedding]:
+        try:
+            return await super().embed_documents(texts)
+        except EmbeddingError as exc:
+            raise self._explain(exc) from None
+
+    async def embed_query(self, text: str) -> Embedding:
+        try:
+            return await super().embed_query(text)
+        except EmbeddingError as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: EmbeddingError) -> Exception:
+        import openai
+
+        cause = exc.__cause__
+        offline = "or set CANDOR_KB_EMBEDDER=sparse to embed offline"
+        if isinstance(cause, openai.AuthenticationError | openai.PermissionDeniedError):
+            message = f"The embeddings API rejected OPENAI_API_KEY; fix the key, {offline}."
+        elif isinstance(cause, CandorError | openai.APIConnectionError):  # nothing answered
+            if self._settings.openai.base_url:
+                message = (
+                    "Candor cannot reach the embeddings API at OPENAI_BASE_URL for the "
+                    f"knowledge base; start that server or fix OPENAI_BASE_URL, {offline}."
+                )
+            else:
+                message = (
+                    "Candor cannot reach OpenAI's embeddings API for the knowledge base "
+                    f"(CANDOR_KB_EMBEDDER={self._settings.candor.kb_embedder} uses it); "
+                    f"check the network, {offline}."
+                )
+        else:
+            return exc
+        return EmbeddingUnavailable(type(cause).__name__, user_message=message)
+
+
 def choose_embedders(settings: Settings, openai_client: object) -> list[Embedder]:
     """The embedders `CANDOR_KB_EMBEDDER` asks for (`auto`: see the README)."""
     choice = settings.candor.kb_embedder
@@ -219,7 +268,9 @@ def choose_embedders(settings: Settings, openai_client: object) -> list[Embedder
         return [sparse]
     dense: Embedder
     if choice in ("openai", "hybrid"):
-        dense = OpenAIEmbedder(openai_client, settings.openai.embedding_model)
+        dense = ExplainedOpenAIEmbedder(
+            openai_client, settings.openai.embedding_model, settings=settings
+        )
     else:  # minilm
         from knowledge import MiniLMEmbedder
 

@@ -15,11 +15,17 @@ Nothing here is created at import time: call `load_settings()` in the compositio
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 
 class ConfigError(Exception):
@@ -78,6 +84,11 @@ class DatabaseSettings(BaseSettings):
     url: str = ""
     echo: bool = False
 
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
 
 class QdrantSettings(BaseSettings):
     """The knowledge base's vector store (`QDRANT_*`)."""
@@ -101,10 +112,19 @@ class BudgetSettings(BaseSettings):
     default_usd: float = 5.0
     period: Literal["daily", "weekly", "monthly"] = "monthly"
     timezone: str = "UTC"
-    warn_at_fraction: float = 0.8
+    warn_at_fraction: float = Field(default=0.8, ge=0, le=1)
     # Price for models missing from the price table, USD per 1M tokens.
     unknown_model_input_usd_per_m: float = 10.0
     unknown_model_output_usd_per_m: float = 30.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone") from None
+        return value.strip()
 
 
 class CandorSettings(BaseSettings):
@@ -114,8 +134,8 @@ class CandorSettings(BaseSettings):
 
     data_dir: Path = Path("./data")
     default_model: str = "gpt-4o-mini"
-    default_temperature: float = 0.3
-    max_answer_tokens: int = 1024
+    default_temperature: float = Field(default=0.3, ge=0, le=2)
+    max_answer_tokens: int = Field(default=1024, ge=1)
     default_system_message: str = (
         "You are Candor, a helpful assistant in the Slack channel {channel} of {workspace}. "
         "You are talking with {user}. Today is {date}. Answer concisely. "
@@ -127,7 +147,7 @@ class CandorSettings(BaseSettings):
     allowed_models: str = ""
     # Extra admin user IDs (comma separated), beside Slack workspace admins and owners.
     admin_users: str = ""
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Knowledge-base embedder: auto (hybrid OpenAI + sparse when talking to OpenAI itself,
     # else sparse), sparse (BM25, no model, offline), openai, hybrid, minilm, or
     # local-hybrid (MiniLM + sparse, offline; needs the minilm extra).
@@ -139,6 +159,25 @@ class CandorSettings(BaseSettings):
     # A claimed message still unanswered after this many minutes (its process died) is
     # reported in its thread and marked failed; longer than the slowest real answer.
     stale_claim_minutes: int = 10
+
+    @field_validator("default_model")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty")
+        return value.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("context_windows")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(tokens < 1 for tokens in value.values()):
+            raise ValueError("context windows must be positive")
+        return value
 
     def allowed_model_list(self) -> list[str]:
         return [m.strip() for m in self.allowed_models.split(",") if m.strip()]
@@ -169,6 +208,13 @@ class Settings(BaseSettings):
     def qdrant_path(self) -> Path:
         return Path(self.qdrant.path) if self.qdrant.path else self.candor.data_dir / "qdrant"
 
+    #: Lines of the dotenv file that could not be read (each reported once by the CLI).
+    _env_file_problems: list[EnvFileProblem] = PrivateAttr(default_factory=list)
+
+    @property
+    def env_file_problems(self) -> list[EnvFileProblem]:
+        return list(self._env_file_problems)
+
     def require(self, *names: str) -> None:
         """Raise `ConfigError` naming the first missing secret among `names`."""
         lookup: dict[str, SecretStr | None] = {
@@ -179,40 +225,207 @@ class Settings(BaseSettings):
         }
         for name in names:
             value = lookup[name]
-            if value is None or not value.get_secret_value().strip():
+            if value is not None and value.get_secret_value().strip():
+                continue
+            broken = next((p for p in self._env_file_problems if p.name == name), None)
+            if broken is not None:
+                # It *is* in the file; telling the operator to add it would send them astray.
                 raise ConfigError(
-                    f"{name} is not set: add it to your environment or to .env (see .env.example)."
+                    f"{name} is not set: line {broken.line} of {broken.path} sets it, but "
+                    f"{broken.reason}; fix that line."
                 )
+            if name == "OPENAI_API_KEY":
+                raise ConfigError(
+                    "OPENAI_API_KEY is not set: add it to your environment or to .env, or set "
+                    "OPENAI_BASE_URL to an OpenAI-compatible server that needs no key "
+                    "(`candor local-llm` runs one offline)."
+                )
+            raise ConfigError(
+                f"{name} is not set: add it to your environment or to .env (see .env.example)."
+            )
+
+
+# --------------------------------------------------------------------------- loading
+
+_PREFIXES: dict[type[BaseSettings], str] = {
+    SlackSettings: "SLACK_",
+    OpenAISettings: "OPENAI_",
+    DatabaseSettings: "DATABASE_",
+    QdrantSettings: "QDRANT_",
+    BudgetSettings: "CANDOR_BUDGET_",
+    CandorSettings: "CANDOR_",
+}
+_GROUPS: dict[str, type[BaseSettings]] = {
+    "slack": SlackSettings,
+    "openai": OpenAISettings,
+    "db": DatabaseSettings,
+    "qdrant": QdrantSettings,
+    "budget": BudgetSettings,
+    "candor": CandorSettings,
+}
+
+#: What a variable may hold, where the type alone does not say it well.
+_ALLOWED: dict[str, str] = {
+    "CANDOR_CONTEXT_WINDOWS": (
+        'a JSON object of model name to context window in tokens, such as {"my-model": 32768}'
+    ),
+    "CANDOR_DEFAULT_TEMPERATURE": "a number from 0 to 2",
+    "CANDOR_MAX_ANSWER_TOKENS": "a whole number of at least 1",
+    "CANDOR_DEFAULT_MODEL": "a model name such as gpt-4o-mini, not empty",
+    "CANDOR_BUDGET_TIMEZONE": "an IANA time zone such as UTC or Europe/Berlin",
+    "CANDOR_BUDGET_WARN_AT_FRACTION": "a number from 0 to 1",
+    "DATABASE_URL": (
+        "empty (the embedded SQLite file), postgresql+asyncpg://user:password@host:5432/candor "
+        "or sqlite+aiosqlite:///path/to/candor.db"
+    ),
+}
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
-    """Read settings from the environment and `env_file`, explaining any bad value."""
-    try:
-        groups: dict[str, Any] = {
-            "slack": SlackSettings(_env_file=env_file),  # type: ignore[call-arg]
-            "openai": OpenAISettings(_env_file=env_file),  # type: ignore[call-arg]
-            "db": DatabaseSettings(_env_file=env_file),  # type: ignore[call-arg]
-            "qdrant": QdrantSettings(_env_file=env_file),  # type: ignore[call-arg]
-            "budget": BudgetSettings(_env_file=env_file),  # type: ignore[call-arg]
-            "candor": CandorSettings(_env_file=env_file),  # type: ignore[call-arg]
-        }
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from None
+    """Read settings from the environment and `env_file`, explaining any bad value.
+
+    A bad value raises `ConfigError` with one sentence naming the variable and what it
+    may hold. Lines of `env_file` that cannot be parsed are skipped and listed in
+    `Settings.env_file_problems` (python-dotenv's own warning, once per group, is muted).
+    """
+    problems = env_file_problems(env_file)
+    groups: dict[str, Any] = {}
+    with _quiet_dotenv():
+        for key, group in _GROUPS.items():
+            if key in overrides:
+                continue
+            try:
+                groups[key] = group(_env_file=env_file)
+            except ValidationError as exc:
+                raise ConfigError(_explain(_PREFIXES[group], exc)) from None
+            except SettingsError as exc:  # a complex value (JSON) that does not parse
+                raise ConfigError(_explain_unparsed(_PREFIXES[group], exc)) from None
     groups.update(overrides)
-    return Settings(**groups)
+    settings = Settings(**groups)
+    settings._env_file_problems = problems
+    return settings
 
 
-def _explain(exc: ValidationError) -> str:
+def _explain(prefix: str, exc: ValidationError) -> str:
     first = exc.errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ()))
-    model = exc.title
-    prefixes = {
-        "SlackSettings": "SLACK_",
-        "OpenAISettings": "OPENAI_",
-        "DatabaseSettings": "DATABASE_",
-        "QdrantSettings": "QDRANT_",
-        "BudgetSettings": "CANDOR_BUDGET_",
-        "CandorSettings": "CANDOR_",
-    }
-    name = (prefixes.get(model, "") + field).upper()
-    return f"{name} has an invalid value: {first.get('msg', 'invalid')}."
+    loc = first.get("loc", ())
+    name = (prefix + str(loc[0] if loc else "")).upper()
+    allowed = _ALLOWED.get(name) or _allowed_by_type(first)
+    return f"{name} has an invalid value: it must be {allowed}."
+
+
+def _explain_unparsed(prefix: str, exc: SettingsError) -> str:
+    found = re.search(r'field "(\w+)"', str(exc))
+    name = (prefix + (found.group(1) if found else "")).upper()
+    allowed = _ALLOWED.get(name, "valid JSON")
+    return f"{name} has an invalid value: it must be {allowed}."
+
+
+def _allowed_by_type(error: Any) -> str:
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    if kind.startswith("float"):
+        return "a number"
+    if kind.startswith("int"):
+        return "a whole number"
+    if kind.startswith("bool"):
+        return "true or false"
+    if kind == "literal_error":
+        return f"one of {ctx.get('expected', 'the documented values')}"
+    if kind == "greater_than_equal":
+        return f"at least {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"more than {ctx.get('gt')}"
+    if kind == "less_than_equal":
+        return f"at most {ctx.get('le')}"
+    return "a value of the kind .env.example shows"
+
+
+def normalize_database_url(url: str) -> str:
+    """`DATABASE_URL` with an async driver: the plain forms people copy are mapped.
+
+    `postgresql://` and `postgres://` become `postgresql+asyncpg://`, `sqlite:///` becomes
+    `sqlite+aiosqlite:///`; any other scheme (or no URL shape at all) is a `ValueError`.
+    """
+    url = url.strip()
+    if not url:
+        return ""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ValueError("not a URL")
+    mapped = {
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+    }.get(scheme.lower())
+    if mapped is None:
+        raise ValueError("unsupported driver")
+    return f"{mapped}://{rest}"
+
+
+# --------------------------------------------------------------------------- dotenv file
+
+
+@dataclass(frozen=True)
+class EnvFileProblem:
+    """A line of the dotenv file that could not be read, so none of it took effect."""
+
+    path: str
+    line: int
+    name: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        what = f" ({self.name})" if self.name else ""
+        return (
+            f"line {self.line} of {self.path}{what} could not be read because {self.reason}, "
+            "so it is ignored"
+        )
+
+
+_ASSIGNMENT = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", re.S)
+
+
+def env_file_problems(env_file: str | Path | None) -> list[EnvFileProblem]:
+    """Parse `env_file` once, the way pydantic-settings will, and list its bad lines."""
+    if env_file is None:
+        return []
+    path = Path(env_file)
+    if not path.is_file():
+        return []
+    from dotenv.parser import parse_stream
+
+    problems: list[EnvFileProblem] = []
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if not binding.error:
+                continue
+            text = binding.original.string
+            found = _ASSIGNMENT.match(text)
+            name = found.group(1).upper() if found else None
+            value = found.group(2).strip() if found else ""
+            if value[:1] in ("'", '"') and value[0] not in value[1:]:
+                reason = "its quote is never closed"
+            else:
+                reason = "it is not NAME=value"
+            problems.append(EnvFileProblem(str(env_file), binding.original.line, name, reason))
+    return problems
+
+
+class _DropDotenvParseWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "could not parse" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_dotenv() -> Iterator[None]:
+    """Mute python-dotenv's parse warning: each group reads the file, so it came six times."""
+    logger = logging.getLogger("dotenv.main")
+    muted = _DropDotenvParseWarnings()
+    logger.addFilter(muted)
+    try:
+        yield
+    finally:
+        logger.removeFilter(muted)

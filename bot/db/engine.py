@@ -3,11 +3,18 @@
 `Database` wraps one async engine and its session factory. It is built once by
 `bot.deps.build_deps` (or by a test) and passed down; nothing here runs at import time.
 SQLite gets WAL and a busy timeout so concurrent writers wait instead of failing.
+
+`ensure_ready` is the startup check: the database answers, and its schema is the one this
+code was written for (migrating it first when asked, as the embedded SQLite file is).
+Anything else is a `DatabaseNotReady` whose sentence names `DATABASE_URL` or
+`candor db upgrade`, so a process never starts half-working.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,7 +23,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import event, exc, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,7 +34,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from bot.errors import DatabaseNotReady
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for Postgres to accept a connection (asyncpg's own default is 60).
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ def open_database(url: str, *, echo: bool = False) -> Database:
         kwargs["max_overflow"] = 20
         kwargs["pool_pre_ping"] = True
         kwargs["pool_timeout"] = 120
+        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -125,3 +141,102 @@ async def current_revision(db: Database) -> str | None:
 
     async with db.engine.connect() as conn:
         return await conn.run_sync(read)
+
+
+def head_revision() -> str:
+    """The revision this code's migrations end at."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations"
+    return head
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+async def ensure_ready(db: Database, *, migrate: bool) -> None:
+    """Check `db` answers and is at this code's revision; migrate it first if `migrate`.
+
+    Raises `DatabaseNotReady` with one sentence naming `DATABASE_URL` or the command to run.
+    """
+    where = describe_url(db.engine.url.render_as_string(hide_password=True))
+    try:
+        current = await current_revision(db)
+        head = head_revision()
+        if current == head:
+            return
+        if current is not None and not all(_known(r) for r in current.split(", ")):
+            raise DatabaseNotReady(
+                f"unknown revision {current}",
+                user_message=(
+                    f"The database at DATABASE_URL ({where}) is at revision {current}, which "
+                    "this version of Candor does not know (a newer Candor migrated it); "
+                    "upgrade Candor or point DATABASE_URL at another database."
+                ),
+            )
+        if migrate:
+            await upgrade(db)
+            return
+    except DatabaseNotReady:
+        raise
+    except Exception as error:
+        raise database_error(error, where, sqlite=db.is_sqlite) from None
+    state = "has no Candor tables yet" if current is None else f"is at revision {current}"
+    raise DatabaseNotReady(
+        f"revision {current} != {head}",
+        user_message=(
+            f"The database at DATABASE_URL ({where}) {state} and Candor needs {head}; "
+            "run `candor db upgrade`."
+        ),
+    )
+
+
+def describe_url(url: str) -> str:
+    """Where a database URL points, without its password: `host:port/name` or the file."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        return "an unreadable URL"
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or "memory"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.host or 'localhost'}{port}/{parsed.database or ''}"
+
+
+def database_error(error: BaseException, where: str, *, sqlite: bool = False) -> DatabaseNotReady:
+    """One sentence naming DATABASE_URL for a failure to open or read the database."""
+    log.debug("Database check failed", exc_info=error)
+    reason, advice = _reason(error, sqlite=sqlite)
+    return DatabaseNotReady(
+        f"{type(error).__name__} at {where}",
+        user_message=f"Candor cannot use the database at DATABASE_URL ({where}): {reason}; {advice}.",
+    )
+
+
+def _reason(error: BaseException, *, sqlite: bool) -> tuple[str, str]:
+    """Why the database could not be used, and what to do, in words (never raw text)."""
+    fix = "start it or fix DATABASE_URL"
+    inner = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
+    # asyncpg's errors arrive wrapped by the SQLAlchemy adapter; the original is its cause.
+    for candidate in (inner, inner.__cause__, error.__cause__):
+        name = type(candidate).__name__ if candidate is not None else ""
+        if name == "InvalidCatalogNameError":
+            return "that database does not exist", "create it or fix DATABASE_URL"
+        if name in ("InvalidPasswordError", "InvalidAuthorizationSpecificationError"):
+            return "it rejected the user name or password", "fix the credentials in DATABASE_URL"
+    if isinstance(error, CommandError):
+        return "its migration history does not match this version of Candor", fix
+    if sqlite:
+        return "the file cannot be created or opened", "fix the path in DATABASE_URL"
+    if isinstance(inner, ConnectionRefusedError) or "refused" in str(inner).lower():
+        return "the connection was refused", fix
+    if isinstance(inner, socket.gaierror):
+        return "its host name does not resolve", "fix the host in DATABASE_URL"
+    if isinstance(inner, TimeoutError):
+        return "it did not answer in time", fix
+    if isinstance(inner, OSError):
+        return "it could not be reached", fix
+    return "it could not be read", fix
