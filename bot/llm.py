@@ -182,9 +182,10 @@ class _SinkFailed(Exception):
         self.cause = cause
 
 
-#: Share over `max_tokens` tolerated before the gateway stops a stream itself: deltas
-#: counted one by one count a little high, and a server that honours the limit stops first.
-_LENGTH_SLACK = 1.1
+#: Share over `max_tokens` tolerated before the gateway stops a stream itself: our
+#: tokenizer is not the server's (deltas counted one by one, other model families), and a
+#: server that honours the limit always stops first; this only catches servers ignoring it.
+_LENGTH_SLACK = 1.5
 
 
 def _translate(exc: Exception) -> LLMError:
@@ -308,7 +309,7 @@ class LLMGateway:
         model = request.model
         first: float | None = None
         counted = 0
-        too_long = int(request.max_tokens * _LENGTH_SLACK) + 16
+        too_long = int(request.max_tokens * _LENGTH_SLACK) + 32
         try:
             async for chunk in stream:
                 if chunk.model:

@@ -12,6 +12,11 @@ Everything here is pure (no Slack client), so it is tested directly:
   once past the soft limit, mid-line only past `HARD_LIMIT`, and a code fence that is open
   at a cut is closed and reopened in the next message.
 - `footer_blocks` / `footer_text`: sources, notices and a context line (model, tokens).
+- `defuse_pings` / `PingGuard`: a model (or a document it quotes) can write `<!channel>`,
+  `<!here>`, `<!everyone>`, `<!subteam^…>` or a bare `@here`; Candor never posts them as
+  live pings. They are shown with a zero-width space after the `@` (or after the `<`),
+  which reads the same and notifies nobody. `PingGuard` does it for streamed deltas,
+  holding back a trailing `<` or `@cha` until the next delta says what it becomes.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ SUGGESTED_PROMPTS: list[dict[str, str]] = [
 
 _FENCE = re.compile(r"(```.*?(?:```|\Z))", re.S)
 _INLINE_CODE = re.compile(r"(`[^`\n]+`)")
-_SLACK_TOKEN = re.compile(r"<(?:[@#!][^<>\s]+|(?:https?|mailto):[^<>\s]+)(?:\|[^<>]*)?>")
+# Kept as written when escaping: user and channel mentions and links. Never `<!...>`
+# specials (`<!channel>`, `<!subteam^…>`): those are pings, see `defuse_pings`.
+_SLACK_TOKEN = re.compile(r"<(?:[@#][^<>\s]+|(?:https?|mailto):[^<>\s]+)(?:\|[^<>]*)?>")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![*\w])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![*\w])")
@@ -48,6 +55,66 @@ _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+", re.M)
 _BOLD_MARK = "\x00B\x00"
+
+
+# --- mass pings ------------------------------------------------------------------------
+
+ZWSP = "\u200b"
+_PING_WORDS = ("channel", "here", "everyone")
+_SPECIAL = re.compile(r"<!([^<>|\s]*)(?:\|([^<>]*))?>")
+_OPEN_SPECIAL = re.compile(r"<(?=!)")
+_BARE_PING = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.I)
+#: A tail that may still become a ping with the next delta: `<`, `<!…` (unclosed), `@he`.
+_PING_TAIL = re.compile(r"(?:<(?:![^<>\n]{0,100})?|@[A-Za-z]{0,8})\Z")
+
+
+def _special(match: re.Match[str]) -> str:
+    name, label = match.group(1), match.group(2)
+    if name.lower() in _PING_WORDS or name.lower() == "group":
+        return f"@{ZWSP}{name.lower()}"
+    if name.startswith("subteam^"):
+        return f"@{ZWSP}{(label or 'group').lstrip('@')}"
+    return f"<{ZWSP}!{name}{'|' + label if label else ''}>"
+
+
+def defuse_pings(text: str) -> str:
+    """`<!channel>`, `<!here>`, `<!everyone>`, `<!subteam^…>` and bare `@here` made inert.
+
+    Idempotent, so it is safe to apply at every place text leaves for Slack.
+    """
+    if "<!" not in text and "@" not in text:
+        return text
+    text = _SPECIAL.sub(_special, text)
+    text = _OPEN_SPECIAL.sub("<" + ZWSP, text)  # an unclosed `<!` too
+    return _BARE_PING.sub("@" + ZWSP, text)
+
+
+class PingGuard:
+    """`defuse_pings` for a stream of deltas: a ping split across two deltas is caught too."""
+
+    def __init__(self) -> None:
+        self.held = ""
+
+    def feed(self, delta: str) -> str:
+        text = self.held + delta
+        tail = _PING_TAIL.search(text)
+        if tail is not None and _may_become_ping(tail.group(0)):
+            self.held = text[tail.start() :]
+            text = text[: tail.start()]
+        else:
+            self.held = ""
+        return defuse_pings(text)
+
+    def flush(self) -> str:
+        text, self.held = self.held, ""
+        return defuse_pings(text)
+
+
+def _may_become_ping(tail: str) -> bool:
+    if tail.startswith("<"):
+        return True
+    word = tail[1:].lower()
+    return any(w.startswith(word) for w in _PING_WORDS)
 
 
 def _escape(text: str) -> str:
@@ -180,13 +247,24 @@ def split_message(text: str, soft: int = SOFT_LIMIT, hard: int = HARD_LIMIT) -> 
 # --- footer -------------------------------------------------------------------------
 
 
+_WEB_LINK = re.compile(r"(?:https?|mailto):[^<>|\s]+\Z")
+
+
 def sources_line(answer: Answer) -> str | None:
+    """`Sources: [1] <link|title> …`; only web links become links (a "link" such as
+    `!channel` would otherwise be a ping), and titles are escaped and defused."""
     if not answer.citations:
         return None
     links = []
     for c in answer.citations:
         title = c.title.replace("|", "/").replace(">", "").replace("<", "") or c.link
-        links.append(f"[{c.index}] <{c.link}|{title}>" if c.link else f"[{c.index}] {title}")
+        title = defuse_pings(_escape_plain(title))
+        if _WEB_LINK.match(c.link):
+            links.append(f"[{c.index}] <{c.link}|{title}>")
+        elif c.link and c.link != c.title:
+            links.append(f"[{c.index}] {title} ({defuse_pings(_escape_plain(c.link))})")
+        else:
+            links.append(f"[{c.index}] {title}")
     return "Sources: " + "  ".join(links)
 
 
@@ -195,7 +273,7 @@ def context_line(answer: Answer) -> str:
     tokens = f"{usage.total_tokens:,} tokens ({usage.prompt_tokens:,} in, {usage.completion_tokens:,} out)"
     if usage.estimated:
         tokens += ", estimated"
-    return f"{answer.model} · {tokens}"
+    return defuse_pings(f"{answer.model} · {tokens}")
 
 
 def footer_text(answer: Answer) -> str:
@@ -204,7 +282,7 @@ def footer_text(answer: Answer) -> str:
     sources = sources_line(answer)
     if sources:
         lines.append(sources)
-    lines.extend(f"⚠️ {_escape(n)}" for n in answer.notices)
+    lines.extend(f"⚠️ {_escape(defuse_pings(n))}" for n in answer.notices)
     lines.append(f"_{context_line(answer)}_")
     return "\n".join(lines)
 
@@ -217,7 +295,10 @@ def footer_blocks(answer: Answer) -> list[dict[str, Any]]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": sources}})
     for notice in answer.notices:
         blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"⚠️ {_escape(notice)}"}]}
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"⚠️ {_escape(defuse_pings(notice))}"}],
+            }
         )
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context_line(answer)}]}

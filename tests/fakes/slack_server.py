@@ -17,6 +17,8 @@ Scripting:
   `{"ok": false, "error": ...}` like Slack does.
 - `rate_limit_next("chat.update", retry_after=1)`: HTTP 429 with `Retry-After`.
 - `refuse_streaming("feature_not_enabled")`: every `chat.startStream` fails.
+- `delete_message_before("chat.appendStream", call=2)`: just before that call, the
+  message it targets is deleted, as a person deleting it mid-stream would.
 - `set_replies(channel, thread_ts, [...])`: what `conversations.replies` returns
   (default: the messages this fake recorded in that thread).
 - `set_user(user_id, is_admin=True, ...)`: `users.info`; unknown users are plain members.
@@ -158,6 +160,7 @@ class FakeSlackServer:
         self._failures: dict[str, list[str]] = defaultdict(list)
         self._rate_limits: dict[str, list[int]] = defaultdict(list)
         self._stream_refusal: str | None = None
+        self._deletions: dict[str, int] = {}
         self._replies: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._history: dict[str, list[dict[str, Any]]] = {}
         self._users: dict[str, dict[str, Any]] = {}
@@ -245,6 +248,10 @@ class FakeSlackServer:
 
     def rate_limit_next(self, method: str, *, retry_after: int = 1, times: int = 1) -> None:
         self._rate_limits[method].extend([retry_after] * times)
+
+    def delete_message_before(self, method: str, *, call: int = 1) -> None:
+        """Delete the message the `call`-th `method` call targets, just before it runs."""
+        self._deletions[method] = call
 
     def refuse_streaming(self, error: str | None = "feature_not_enabled") -> None:
         """Make every `chat.startStream` fail with `error` (None accepts again)."""
@@ -344,9 +351,9 @@ class FakeSlackServer:
     async def wait_until(
         self,
         predicate: Callable[[], bool],
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109
         *,
-        what: str = "condition",  # noqa: ASYNC109
+        what: str = "condition",
     ) -> None:
         """Poll `predicate` whenever a call arrives, up to `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -432,6 +439,11 @@ class FakeSlackServer:
         auth = headers.get("Authorization", "") or ("Bearer " + str(body.get("token", "")))
         if not auth.startswith(("Bearer xoxb-", "Bearer xoxp-", "Bearer xapp-")):
             return _error("not_authed")
+        if method in self._deletions:
+            self._deletions[method] -= 1
+            if self._deletions[method] <= 0:
+                del self._deletions[method]
+                self._messages.pop((str(body.get("channel")), str(body.get("ts"))), None)
         if self._rate_limits.get(method):
             retry_after = self._rate_limits[method].pop(0)
             return web.json_response(

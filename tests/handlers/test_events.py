@@ -222,8 +222,9 @@ def _long_answer() -> str:
 
 
 async def test_long_answer_is_split_without_msg_too_long(
-    candor: Candor, fake_llm: FakeOpenAIServer
+    candor: Candor, deps: Deps, fake_llm: FakeOpenAIServer
 ) -> None:
+    await set_channel(deps, max_answer_tokens=8_000)  # the fake sends it all, whatever the limit
     candor.slack.max_text_chars = 4_000
     text = _long_answer()
     fake_llm.enqueue(text, chunk_size=200)
@@ -241,8 +242,9 @@ async def test_long_answer_is_split_without_msg_too_long(
 
 
 async def test_long_answer_split_also_when_streaming_is_refused(
-    candor: Candor, fake_llm: FakeOpenAIServer
+    candor: Candor, deps: Deps, fake_llm: FakeOpenAIServer
 ) -> None:
+    await set_channel(deps, max_answer_tokens=8_000)
     candor.slack.max_text_chars = 4_000
     candor.slack.refuse_streaming()
     fake_llm.enqueue(_long_answer(), chunk_size=500)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
+
+import pytest
+
 from bot.conversation import Answer, Citation
 from bot.llm import Usage
-from handlers.render import footer_blocks, footer_text, split_message, to_mrkdwn
+from handlers.render import (
+    PingGuard,
+    defuse_pings,
+    footer_blocks,
+    footer_text,
+    split_message,
+    to_mrkdwn,
+)
 
 
 def test_bold_links_headings_and_bullets_become_mrkdwn() -> None:
@@ -60,3 +72,63 @@ def test_footer_has_sources_notices_and_context() -> None:
     assert blocks[0]["text"]["text"] == "Sources: [1] <https://wiki.test/deploy|Deploy guide>"
     assert blocks[-1]["type"] == "actions"
     assert [e["value"] for e in blocks[-1]["elements"]] == ["up:5", "down:5"]
+
+
+# --- mass pings (issue 9, 2.11) -------------------------------------------------------
+
+LIVE_PING = re.compile(r"<!|@(?:channel|here|everyone)\b", re.I)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("<!channel> look", "@channel look"),
+        ("<!here|here> and <!everyone>", "@here and @everyone"),
+        ("<!subteam^S123|@oncall> and <!subteam^S9>", "@oncall and @group"),
+        (
+            "plain @here, @Channel, @everyone; @heres stays",
+            "plain @here, @Channel, @everyone; @heres stays",
+        ),
+        ("unclosed <!channel", "unclosed <!channel"),
+        ("<!date^1392734382^{date}|Feb 18>", "<!date^1392734382^{date}|Feb 18>"),
+        ("<@U123> and <#C1> stay", "<@U123> and <#C1> stay"),
+    ],
+)
+def test_mass_pings_are_defused_but_still_read_the_same(text: str, shown: str) -> None:
+    defused = defuse_pings(text)
+    assert not LIVE_PING.search(defused)
+    assert defused.replace("\u200b", "") == shown
+    assert defuse_pings(defused) == defused  # safe to apply at every exit
+    assert not LIVE_PING.search(to_mrkdwn(defused))
+
+
+def test_to_mrkdwn_never_keeps_a_special_as_a_live_token() -> None:
+    assert to_mrkdwn("hi <!channel>") == "hi &lt;!channel&gt;"
+
+
+def test_ping_guard_catches_pings_split_across_deltas() -> None:
+    guard = PingGuard()
+    pieces = ["a <", "!ever", "yone> b @", "ch", "annel c @e", "x", " <https://x.test|x>"]
+    out = "".join(guard.feed(p) for p in pieces) + guard.flush()
+    assert not LIVE_PING.search(out)
+    assert out.replace("\u200b", "") == "a @everyone b @channel c @ex <https://x.test|x>"
+
+
+def test_footer_titles_links_and_notices_never_ping() -> None:
+    answer = Answer(
+        text="x",
+        model="gpt-4o",
+        usage=Usage(prompt_tokens=1, completion_tokens=1),
+        timings={},
+        citations=[
+            Citation(1, "<!here> Runbook @channel", "https://wiki.test/r", "wiki"),
+            Citation(2, "Notes", "!channel", "wiki"),
+        ],
+        notices=["I skipped <!everyone>.png: it is too big."],
+        answer_id=5,
+    )
+    text = footer_text(answer)
+    blocks = json.dumps(footer_blocks(answer), ensure_ascii=False)
+    assert not LIVE_PING.search(text) and not LIVE_PING.search(blocks)
+    assert "[1] <https://wiki.test/r|" in text
+    assert "<!channel|" not in text and "[2] Notes" in text

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.conversation import Answer
+from bot.errors import DeliveryFailed
+from bot.llm import LLMError, Usage
 from handlers.slack_io import Reply
 from tests.fakes.slack_server import FakeSlackServer
 
@@ -42,3 +45,108 @@ async def test_failure_after_partial_text_appends_the_sentence(slack: FakeSlackS
     assert message.text.endswith(
         "Partial\n\nThe language model failed to answer; please try again in a moment."
     )
+
+
+def answer_of(text: str) -> Answer:
+    return Answer(text=text, model="gpt-4o-mini", usage=Usage(10, 5), timings={})
+
+
+class Waits:
+    """Records the waits `Reply` asks for instead of sleeping (no timed assertions)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+async def test_rate_limited_stream_waits_retry_after_buffers_and_delivers_all(
+    slack: FakeSlackServer,
+) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url)
+    waits = Waits()
+    reply = Reply(
+        client, channel="C1", thread_ts="1.000100", team_id="T1", user_id="U1", sleep=waits
+    )
+    reply.STREAM_EVERY = (0.0, 1)
+    slack.rate_limit_next("chat.appendStream", retry_after=2)
+    slack.rate_limit_next("chat.stopStream", retry_after=2, times=2)
+
+    for word in ("One ", "two ", "three ", "four."):
+        await reply.delta(word)
+    await reply.finish(answer_of("One two three four."))
+
+    [message] = slack.messages("C1")
+    assert message.text == "One two three four."
+    assert not message.streaming
+    assert len(waits.seconds) == 3 and all(1 < s <= 2 for s in waits.seconds)
+    # While Slack asked to wait, later deltas were buffered, not sent one by one.
+    assert len(slack.calls_to("chat.appendStream")) == 1
+
+
+async def test_stream_failing_for_good_is_finished_with_chat_update(
+    slack: FakeSlackServer,
+) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url)
+    reply = Reply(
+        client, channel="C1", thread_ts="1.000100", team_id="T1", user_id="U1", sleep=Waits()
+    )
+    reply.STREAM_EVERY = (0.0, 1)
+    await reply.delta("Half of it, ")
+    slack.fail_next("chat.appendStream", "message_not_in_streaming_state")
+
+    await reply.delta("and the rest.")
+    await reply.finish(answer_of("Half of it, and the rest."))
+
+    [message] = slack.messages("C1")
+    assert message.text.startswith("Half of it, and the rest.\n\n_gpt-4o-mini · 15 tokens")
+    assert slack.calls_to("chat.update")
+
+
+async def test_stream_message_deleted_mid_answer_is_posted_anew(slack: FakeSlackServer) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url)
+    reply = Reply(client, channel="C1", thread_ts="1.000100", team_id="T1", user_id="U1")
+    reply.STREAM_EVERY = (0.0, 1)
+    slack.delete_message_before("chat.appendStream", call=2)
+
+    for word in ("Deleted ", "while ", "streaming."):
+        await reply.delta(word)
+    await reply.finish(answer_of("Deleted while streaming."))
+
+    [message] = slack.messages("C1")
+    assert message.text.startswith("Deleted while streaming.")
+    assert message.thread_ts == "1.000100"
+
+
+async def test_finish_delivers_what_the_stream_never_got(slack: FakeSlackServer) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url)
+    reply = Reply(client, channel="C1", thread_ts="1.000100", team_id="T1", user_id="U1")
+    reply.STREAM_EVERY = (0.0, 1)
+    slack.fail_next("chat.startStream", "ratelimited")  # no stream, and then:
+    slack.fail_next("chat.postMessage", "fatal_error")
+
+    with pytest.raises(DeliveryFailed) as info:
+        await reply.delta("The start, ")
+    assert info.value.code == "fatal_error"
+    assert not isinstance(info.value, LLMError)
+    await reply.finish(answer_of("The start, and everything after it."))
+
+    [message] = slack.messages("C1")
+    assert message.text.startswith("The start, and everything after it.")
+
+
+async def test_a_ping_split_across_deltas_is_never_sent_live(slack: FakeSlackServer) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url)
+    reply = Reply(client, channel="C1", thread_ts="1.000100", team_id="T1", user_id="U1")
+    reply.STREAM_EVERY = (0.0, 1)
+
+    for piece in ("Ping <", "!chan", "nel> and @", "he", "re now"):
+        await reply.delta(piece)
+    await reply.finish(answer_of("Ping <!channel> and @here now"))
+
+    for call in slack.calls:
+        body = str(call.body)
+        assert "<!" not in body and "@here" not in body and "@channel" not in body
+    [message] = slack.messages("C1")
+    assert message.text.replace("\u200b", "") == "Ping @channel and @here now"
