@@ -98,3 +98,43 @@ def test_secrets_do_not_leak_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(None)
     assert "sk-very-secret" not in repr(settings)
     assert "sk-very-secret" not in str(settings.model_dump())
+
+
+def test_unreadable_env_lines_are_listed_once_and_dotenv_stays_quiet(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text('CANDOR_DEFAULT_MODEL=m1\nnot a setting\nOPENAI_API_KEY="sk-open\nX=1\n')
+    caplog.set_level("WARNING")
+    settings = load_settings(env)
+    assert settings.candor.default_model == "m1"
+    assert [(p.line, p.name) for p in settings.env_file_problems] == [
+        (2, None),
+        (3, "OPENAI_API_KEY"),
+    ]
+    assert "quote is never closed" in str(settings.env_file_problems[1])
+    assert not [r for r in caplog.records if r.name.startswith("dotenv")]
+    with pytest.raises(ConfigError) as info:
+        settings.require("OPENAI_API_KEY")
+    assert f"line 3 of {env} sets it" in str(info.value)
+    assert "sk-open" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CANDOR_DEFAULT_TEMPERATURE", "2.5"),
+        ("CANDOR_MAX_ANSWER_TOKENS", "-3"),
+        ("CANDOR_BUDGET_TIMEZONE", "Mars/Base"),
+        ("CANDOR_BUDGET_WARN_AT_FRACTION", "1.5"),
+        ("CANDOR_CONTEXT_WINDOWS", "[1, 2]"),
+        ("DATABASE_URL", "oracle://scott@db/orcl"),
+    ],
+)
+def test_out_of_range_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert str(info.value).startswith(f"{variable} has an invalid value: it must be ")
