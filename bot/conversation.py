@@ -6,11 +6,14 @@
 2. load the thread's history (database; the surface may hand in a fallback it rebuilt
    from Slack when the database has none);
 3. retrieve knowledge the asker may see (through `KnowledgeSource`, scoped);
-4. build the prompt: the system message template filled in for this turn, numbered
-   sources, the history trimmed newest-first to the model's context window while
-   reserving room for the answer, and the new message (with images for vision models);
-5. reserve budget (through `SpendGuard`), call the LLM (streaming deltas to the caller),
-   settle to the actual usage, or release on failure;
+4. build the prompt: the system message template filled in for this turn (names as
+   data: one short line, no braces), the history trimmed newest-first to the model's
+   context window while reserving room for the answer, the numbered sources in a
+   `<reference_data>` message of their own (data, never instructions), and the new
+   message (with images for vision models);
+5. reserve budget (through `SpendGuard`), call the LLM (streaming deltas to the caller,
+   within `OPENAI_TOTAL_TIMEOUT_SECONDS`), settle to the actual usage; on failure settle
+   an estimate of what the model produced, or release when it produced nothing;
 6. store both turns and the answer with its hits, and return a typed `Answer`.
 
 No database session is held across the LLM call, so hundreds of conversations can wait
