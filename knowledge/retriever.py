@@ -14,7 +14,7 @@ its top candidates *with the scope filter in the store query*. Then:
    score (its true score is at most that).
 2. **Duplicates.** Chunks with the same or nearly the same text (word-trigram Jaccard
    ≥ ``dedupe_threshold``, heading lines ignored) are one hit: the best-ranked one, with
-   every chunk's source kept in :attr:`Hit.sources`.
+   every chunk's source kept in :attr:`Hit.sources` (:func:`select`).
 3. **Diversity.** At most ``per_source`` hits of one source in the top ``top_k`` while
    other sources have candidates; the rest follow if there is room.
 
@@ -103,51 +103,69 @@ def _hit(store_hit: StoreHit, kind: str) -> Hit:
 _WORD = re.compile(r"\w+")
 
 
-def _shingles(hit: Hit) -> frozenset[tuple[str, ...]]:
-    """Word trigrams of the chunk's body (the heading line, which names the source, dropped)."""
+def _body_words(hit: Hit) -> list[str]:
+    """The chunk's words, lower-cased, without the heading line (which names the source)."""
     text = hit.text.split("\n", 1)[1] if hit.headings and "\n" in hit.text else hit.text
-    words = _WORD.findall(text.lower())
+    return _WORD.findall(text.lower())
+
+
+def _shingles(words: list[str]) -> frozenset[tuple[str, ...]]:
     if len(words) < 3:
         return frozenset([tuple(words)])
     return frozenset(zip(words, words[1:], words[2:], strict=False))
 
 
-def collapse_duplicates(hits: Sequence[Hit], threshold: float = 0.8) -> list[Hit]:
-    """Merge hits whose texts are the same or nearly (trigram Jaccard ≥ ``threshold``).
+def _merge(into: Hit, other: Hit) -> Hit:
+    known = {s.chunk_id for s in into.sources}
+    return replace(
+        into, sources=into.sources + tuple(s for s in other.sources if s.chunk_id not in known)
+    )
 
-    Order is kept; the first (best-ranked) hit of a group stays, with the sources of the
-    others appended to its ``sources``."""
-    kept: list[tuple[Hit, frozenset[tuple[str, ...]]]] = []
+
+def select(
+    hits: Sequence[Hit], top_k: int, per_source: int = 1, threshold: float = 0.8
+) -> list[Hit]:
+    """The top ``top_k`` of ranked ``hits``, duplicates collapsed and sources diversified.
+
+    A hit whose text equals, or nearly equals (word-trigram Jaccard ≥ ``threshold``), a
+    better-ranked one is merged into it: one hit, every source kept in ``sources``. A
+    source gets at most ``per_source`` of the top ``top_k`` while other sources have
+    candidates (``per_source <= 0``: no limit); the rest fill any room left. Once the top
+    ``top_k`` is chosen, the remaining candidates are only checked for exact copies
+    (a dictionary lookup), so the near-duplicate comparisons stay few.
+    """
+    kept: list[Hit] = []
+    grams: list[frozenset[tuple[str, ...]]] = []
+    exact: dict[str, int] = {}
+    chosen: list[int] = []
+    held: list[int] = []
+    per: dict[str, int] = {}
     for hit in hits:
-        grams = _shingles(hit)
-        for n, (other, other_grams) in enumerate(kept):
-            union = len(grams | other_grams)
-            if union and len(grams & other_grams) / union >= threshold:
-                known = {s.chunk_id for s in other.sources}
-                extra = tuple(s for s in hit.sources if s.chunk_id not in known)
-                kept[n] = (replace(other, sources=other.sources + extra), other_grams)
-                break
-        else:
-            kept.append((hit, grams))
-    return [h for h, _ in kept]
-
-
-def diversify(hits: Sequence[Hit], top_k: int, per_source: int) -> list[Hit]:
-    """The top ``top_k`` with at most ``per_source`` hits per source while others remain."""
-    if per_source <= 0:
-        return list(hits[:top_k])
-    chosen: list[Hit] = []
-    held: list[Hit] = []
-    count: dict[str, int] = {}
-    for hit in hits:
-        if count.get(hit.source, 0) < per_source:
-            chosen.append(hit)
-            count[hit.source] = count.get(hit.source, 0) + 1
-        else:
-            held.append(hit)
-        if len(chosen) == top_k:
-            return chosen
-    return (chosen + held)[:top_k]
+        words = _body_words(hit)
+        key = " ".join(words)
+        n = exact.get(key)
+        if n is None and len(chosen) < top_k:
+            mine = _shingles(words)
+            for i, other in enumerate(grams):
+                union = len(mine | other)
+                if union and len(mine & other) / union >= threshold:
+                    n = i
+                    break
+            if n is None:
+                n = len(kept)
+                kept.append(hit)
+                grams.append(mine)
+                exact[key] = n
+                if per_source <= 0 or per.get(hit.source, 0) < per_source:
+                    chosen.append(n)
+                    per[hit.source] = per.get(hit.source, 0) + 1
+                else:
+                    held.append(n)
+                continue
+        if n is not None:
+            kept[n] = _merge(kept[n], hit)
+    order = chosen + held[: max(0, top_k - len(chosen))]
+    return [kept[i] for i in order]
 
 
 class Retriever:
@@ -158,7 +176,7 @@ class Retriever:
         store: VectorStore,
         embedders: Sequence[Embedder],
         *,
-        candidates: int = 30,
+        candidates: int = 30,  # per retriever when fusing; one retriever asks for 3 * top_k
         dense_weight: float = 0.5,
         sparse_scale: float = 3.0,
         dedupe_threshold: float = 0.8,
@@ -198,7 +216,7 @@ class Retriever:
         if not query.strip() or not allowed_scopes.keys or top_k <= 0:
             return []
         # more candidates than asked for: duplicates and same-source hits are set aside
-        limit = max(top_k * 3, self.candidates)
+        limit = max(top_k * 3, self.candidates if len(self.embedders) > 1 else 0)
         results = await asyncio.gather(
             *(self._one(e, query, allowed_scopes, limit) for e in self.embedders)
         )
@@ -212,8 +230,7 @@ class Retriever:
                 [_hit(h, embedder.kind) for h in hits if floor is None or h.score >= floor]
             )
         merged = ranked[0] if len(ranked) == 1 else self._fuse(ranked, query_terms)
-        unique = collapse_duplicates(merged, self.dedupe_threshold)
-        return diversify(unique, top_k, self.per_source)
+        return select(merged, top_k, self.per_source, self.dedupe_threshold)
 
     def normalized(self, kind: str, raw: float, query_terms: int) -> float:
         """A raw score mapped to [0, 1] the same way for every query (see the module docstring)."""
