@@ -316,7 +316,7 @@ async def test_refused_configured_base_url_is_not_retried(
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
     monkeypatch.setenv("OPENAI_MAX_RETRIES", "3")
     client = build_openai(load_settings(None))
-    caplog.set_level("INFO", logger="openai")
+    caplog.set_level("INFO", logger="openai._base_client")  # the CLI mutes it
     with pytest.raises(LLMUnreachable) as info:
         await client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "hi"}]
@@ -342,7 +342,7 @@ async def test_refused_default_endpoint_is_retried_then_explained(
         max_retries=1,
         http_client=DefaultAsyncHttpxClient(transport=transport),
     )
-    caplog.set_level("INFO", logger="openai")
+    caplog.set_level("INFO", logger="openai._base_client")  # the CLI mutes it
     with pytest.raises(LLMUnreachable) as info:
         await client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "hi"}]
