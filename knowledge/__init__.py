@@ -34,7 +34,7 @@ from knowledge.loaders import (
     load_slack_channel,
     load_upload,
 )
-from knowledge.retriever import Hit, Retriever
+from knowledge.retriever import Hit, Retriever, SourceRef
 from knowledge.scopes import AllowedScopes, Scope, ScopeError, scopes_for_channel, scopes_for_dm
 from knowledge.service import (
     AddPathsResult,
@@ -78,6 +78,7 @@ __all__ = [
     "Section",
     "SkippedFile",
     "SourceInfo",
+    "SourceRef",
     "SparseLexicalEmbedder",
     "SparseVector",
     "StoreError",
