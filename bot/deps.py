@@ -169,7 +169,7 @@ async def build_deps(
     llm = LLMGateway(client, tokens)
     clock = clock or SystemClock()
     if spend is None and with_spend:
-        from bot.spend import SpendLedger
+        from bot.spend.guard import SpendLedger
 
         spend = SpendLedger(db, settings, clock)
     if knowledge is None and with_knowledge:

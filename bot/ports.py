@@ -1,7 +1,7 @@
 """The seams the conversation manager calls through: spend control and knowledge.
 
 The manager depends on these protocols, not on their implementations, so the spend
-ledger (`bot.spend`) and the knowledge base (`knowledge/`, adapted in `bot.kb`) plug in
+ledger (`bot.spend.guard`) and the knowledge base (`knowledge/`, adapted in `bot.kb`) plug in
 through `Deps`, and tests can hand in their own.
 """
 

@@ -10,7 +10,7 @@ Operators rely on the flat, documented variable names (`SLACK_BOT_TOKEN`,
 field with its default; `tests/test_settings.py` keeps the two in step.
 
 Nothing here is created at import time: call `load_settings()` in the composition root
-(`bot.cli`) and pass the result down.
+(`bot.cli.main`) and pass the result down.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Block Kit and text for the admin surface: replies, modals and the App Home view.
 
-Rendering only: every function takes values `bot.admin` computed and returns the text
+Rendering only: every function takes values `bot.admin.service` computed and returns the text
 or the Block Kit dict Slack shows. Nothing here reads the database or decides rights.
 """
 
@@ -10,8 +10,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from bot.admin import AdminList
-from bot.admin_settings import (
+from bot.admin.audit import AuditEntry
+from bot.admin.service import AdminList
+from bot.admin.settings import (
     FIELD_LABELS,
     MAX_TOKENS_MAX,
     MAX_TOKENS_MIN,
@@ -22,12 +23,11 @@ from bot.admin_settings import (
     ConfigView,
     Target,
 )
-from bot.admin_spend import BudgetChange, describe_budget
-from bot.audit import AuditEntry
-from bot.budgets import format_usd
+from bot.admin.spend import BudgetChange, describe_budget
 from bot.channels import FIELDS
-from bot.prices import MICRO, ModelPrice
-from bot.spend_report import UserSpend, format_usage_table
+from bot.spend.budgets import format_usd
+from bot.spend.prices import MICRO, ModelPrice
+from bot.spend.report import UserSpend, format_usage_table
 
 SYSTEM_MODAL = "candor_system_edit"
 SETTINGS_MODAL = "candor_settings_edit"

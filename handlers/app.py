@@ -67,7 +67,7 @@ def build_app(deps: Deps, client: AsyncWebClient) -> AsyncApp:
 
 def _route_spend_alerts(deps: Deps, client: AsyncWebClient) -> None:
     """Budget alerts go to the review channel when one is set, else only to the log."""
-    from bot.spend import SpendLedger
+    from bot.spend.guard import SpendLedger
 
     channel = deps.settings.slack.review_channel
     if not isinstance(deps.spend, SpendLedger) or not channel:

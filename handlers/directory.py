@@ -16,7 +16,7 @@ from weakref import WeakKeyDictionary
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.admin import HOME_TEAM_KEY, SlackUser, UserLookup
+from bot.admin.service import HOME_TEAM_KEY, SlackUser, UserLookup
 
 CACHE_SECONDS = 60.0
 

@@ -20,7 +20,7 @@ database (`repo.claim_event`) makes Slack's retries and a second replica harmles
 After a won claim everything runs in one `try` (`_answer_claimed`): any failure is one
 sentence in the thread and the claim is marked `failed`, so a later retry of the same
 message stays silent rather than answering after the apology. A claim whose process dies
-before it is marked stays `claimed`; `bot.jobs.sweep_stale_claims` tells the user in the
+before it is marked stays `claimed`; `bot.jobs.scheduler.sweep_stale_claims` tells the user in the
 thread (through the `THREAD_NOTICE` registered here) and marks it `failed`.
 """
 
@@ -41,9 +41,9 @@ from bot.conversation import Turn
 from bot.db import repo
 from bot.deps import Deps
 from bot.errors import CandorError, ChannelDisabled, StorageUnavailable
-from bot.jobs import THREAD_NOTICE
-from bot.ledger import DuplicateCall
+from bot.jobs.scheduler import THREAD_NOTICE
 from bot.ports import OverBudget
+from bot.spend.ledger import DuplicateCall
 from handlers import render, uploads
 from handlers.slack_io import Indicator, Reply, SlackSurface, strip_mention
 
@@ -142,7 +142,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def notice(*, channel: str, thread_ts: str, text: str) -> None:
         await surface.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
 
-    # The stale-claim sweep (`bot.jobs`) reports unanswered messages through this.
+    # The stale-claim sweep (`bot.jobs.scheduler`) reports unanswered messages through this.
     deps.extras[THREAD_NOTICE] = notice
 
     async def on_event(body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -205,7 +205,7 @@ async def _answer_claimed(
     Any failure is one sentence in the thread and the claim is marked `failed` (never
     released): the user has been told to try again, so a late Slack retry of the same
     message stays silent instead of answering after the apology. A crash that skips the
-    `finally` leaves the claim `claimed`, and `bot.jobs.sweep_stale_claims` reports it.
+    `finally` leaves the claim `claimed`, and `bot.jobs.scheduler.sweep_stale_claims` reports it.
     """
     manager = deps.manager
     client = surface.client

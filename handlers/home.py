@@ -2,7 +2,7 @@
 
 `app_home_opened` publishes the view (`views.publish`). An admin's "Edit" button
 (`block_actions`) opens the settings modal for that channel or the workspace default;
-submitting it (`view_submission`) saves the changed fields through `bot.admin`, which
+submitting it (`view_submission`) saves the changed fields through `bot.admin.service`, which
 writes the audit row, and republishes the tab. Rights are checked again on every click
 and submission: a button is only a shortcut, not a permission.
 """
@@ -16,11 +16,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import admin as admin_mod
-from bot import admin_settings as validate
-from bot import admin_spend
-from bot.admin import NOT_ADMIN, AdminService
-from bot.admin_settings import ConfigView, InvalidValue, Target
+from bot.admin import service as admin_mod
+from bot.admin import settings as validate
+from bot.admin import spend as admin_spend
+from bot.admin.service import NOT_ADMIN, AdminService
+from bot.admin.settings import ConfigView, InvalidValue, Target
 from bot.channels import FIELDS
 from bot.deps import Deps
 from handlers import admin_views as views

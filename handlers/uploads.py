@@ -17,8 +17,8 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from bot import admin as admin_mod
-from bot import audit
+from bot.admin import audit
+from bot.admin import service as admin_mod
 from bot.deps import Deps
 from bot.kb import ScopedKnowledge
 from handlers.directory import is_private_channel, user_lookup

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer
 

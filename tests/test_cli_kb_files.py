@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.settings import Settings
 from tests.knowledge.test_loaders import limit_pdf, make_pdf
 

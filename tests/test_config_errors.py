@@ -1,6 +1,6 @@
 """Every bad configuration is one sentence naming the variable, as a new user meets it.
 
-Each case runs the real `candor` command in a subprocess (`python -m bot.cli`), the way
+Each case runs the real `candor` command in a subprocess (`python -m bot.cli.main`), the way
 someone trying Candor for the first time would: `candor chat --once "hi" --json`. The
 command must exit non-zero, print `{"error": "<one sentence>"}` on stdout (plain text on
 stderr without `--json`), name the variable or the command to run, and never show a
@@ -62,7 +62,7 @@ async def candor(*args: str, env: Mapping[str, str] | None = None, cwd: Path) ->
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.cli",
+        "bot.cli.main",
         *args,
         cwd=cwd,
         env=full,

@@ -12,7 +12,7 @@ from bot.conversation import Turn
 from bot.db import repo
 from bot.db.models import ConversationTurnRow, ProcessedEventRow
 from bot.deps import Deps
-from bot.jobs import (
+from bot.jobs.scheduler import (
     STALE_CLAIM_SENTENCE,
     THREAD_NOTICE,
     build_scheduler,

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI
 
+from bot.cli.local_llm import MODEL_ALIAS, gguf_path, server_command
 from bot.llm import ChatRequest, LLMGateway
-from bot.local_llm import MODEL_ALIAS, gguf_path, server_command
 from bot.tokens import TokenCounter
 
 pytestmark = [

@@ -106,7 +106,7 @@ class ProcessedEventRow(Base):
 
     `status` is `claimed` while the answer runs, then how it ended (`answered`, `failed`,
     ...). Where the message was (workspace, channel, thread, user) is kept so a claim that
-    never finishes can be reported in its thread by the sweep (`bot.jobs`).
+    never finishes can be reported in its thread by the sweep (`bot.jobs.scheduler`).
     """
 
     __tablename__ = "processed_events"

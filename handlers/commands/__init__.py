@@ -15,7 +15,7 @@ this module imports them.
 
 Every reply goes through `respond` (the command's `response_url`), which works in DMs and
 private channels the bot is not in. `ack()` comes first, within Slack's 3 seconds.
-Rights and validation live in `bot.admin` / `bot.admin_settings`; this package only routes.
+Rights and validation live in `bot.admin.service` / `bot.admin.settings`; this package only routes.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import admin as admin_mod
-from bot.admin import NOT_ADMIN
+from bot.admin import service as admin_mod
+from bot.admin.service import NOT_ADMIN
 from bot.deps import Deps
 from bot.errors import CandorError
 from handlers.commands import admins, knowledge, settings, spend

@@ -1,14 +1,14 @@
 """`/candor admins|audit`: who may run Candor's admin commands, and what they changed.
 
 Who counts as an admin (Slack admins and owners, `CANDOR_ADMIN_USERS`, the stored list)
-is decided in `bot.admin`; the audit log is read from there too.
+is decided in `bot.admin.service`; the audit log is read from there too.
 """
 
 from __future__ import annotations
 
-from bot import admin_settings as validate
-from bot.admin_settings import InvalidValue
-from bot.audit import AUDIT_DEFAULT, AUDIT_MAX
+from bot.admin import settings as validate
+from bot.admin.audit import AUDIT_DEFAULT, AUDIT_MAX
+from bot.admin.settings import InvalidValue
 from handlers import admin_views as views
 from handlers.commands.base import Invocation, Subcommand, one_value, user_arg
 

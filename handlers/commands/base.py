@@ -22,8 +22,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.admin import AdminService
-from bot.admin_settings import InvalidValue, Target
+from bot.admin.service import AdminService
+from bot.admin.settings import InvalidValue, Target
 from bot.deps import Deps
 from handlers import admin_views as views
 from handlers.directory import user_lookup
@@ -199,7 +199,7 @@ def one_value(call: Invocation, usage: str) -> str:
 
 
 async def set_values(call: Invocation, target: Target, action: str, values: dict[str, Any]) -> str:
-    """Change channel settings through `bot.admin` (audited) and describe the change."""
+    """Change channel settings through `bot.admin.service` (audited) and describe the change."""
     change = await call.admin.set_values(
         actor_id=call.user_id, target=target, action=action, values=values
     )

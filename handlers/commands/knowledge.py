@@ -1,7 +1,7 @@
 """`/candor kb …`: how a channel retrieves, and what the knowledge base knows.
 
-`kb scopes|top-k|floor` are channel settings (validated by `bot.admin_settings`, written
-by `bot.admin`). `kb ingest` reads a channel's history and threads (with permalinks) into
+`kb scopes|top-k|floor` are channel settings (validated by `bot.admin.settings`, written
+by `bot.admin.service`). `kb ingest` reads a channel's history and threads (with permalinks) into
 that channel's own scope, private when the channel is; `kb sources` lists what is known
 and `kb remove` forgets a source. Every change is written to the audit log.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import admin_settings as validate
-from bot.admin_settings import InvalidValue
+from bot.admin import settings as validate
+from bot.admin.settings import InvalidValue
 from handlers.commands.base import Invocation, Subcommand, one_value, pop_target, set_values
 from handlers.directory import is_private_channel
 
@@ -87,7 +87,7 @@ async def kb_content(call: Invocation, what: str) -> str:
 
 
 async def _audit(call: Invocation, action: str, target: str, before: Any, after: Any) -> None:
-    from bot.audit import record
+    from bot.admin.audit import record
 
     async with call.deps.db.write() as session:
         await record(

@@ -1,7 +1,7 @@
 """`/candor config|system|temperature|model|max-tokens|enable|disable|reset`: channel settings.
 
-Values are validated by `bot.admin_settings` and written (with an audit row) by
-`bot.admin`; this module only reads arguments and renders the result. It also handles the
+Values are validated by `bot.admin.settings` and written (with an audit row) by
+`bot.admin.service`; this module only reads arguments and renders the result. It also handles the
 system-message editor modal that `/candor system edit` opens.
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import admin_settings as validate
 from bot import channels
-from bot.admin import NOT_ADMIN, AdminService
-from bot.admin_settings import InvalidValue
+from bot.admin import settings as validate
+from bot.admin.service import NOT_ADMIN, AdminService
+from bot.admin.settings import InvalidValue
 from bot.channels import FIELDS
 from handlers import admin_views as views
 from handlers.commands.base import (

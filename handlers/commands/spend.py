@@ -1,6 +1,6 @@
 """`/candor budget|prices|usage`: budgets, model prices and who spent what.
 
-The numbers come from `bot.admin_spend`; this module reads arguments, renders, and DMs
+The numbers come from `bot.admin.spend`; this module reads arguments, renders, and DMs
 the spend chart (files cannot be ephemeral). `usage` with no argument is for anyone (their
 own spend); the rest of `usage` checks for an admin itself.
 """
@@ -11,9 +11,9 @@ import logging
 
 from slack_sdk.errors import SlackApiError
 
-from bot import admin_spend
-from bot.admin import NOT_ADMIN
-from bot.admin_settings import InvalidValue
+from bot.admin import spend as admin_spend
+from bot.admin.service import NOT_ADMIN
+from bot.admin.settings import InvalidValue
 from bot.db.spend_models import DEFAULT_BUDGET_KEY
 from handlers import admin_views as views
 from handlers.commands.base import Invocation, Subcommand, user_arg

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot import admin_settings as v
-from bot.admin import HOME_TEAM_KEY, AdminService
-from bot.admin_settings import InvalidValue, Target
+from bot.admin import settings as v
+from bot.admin.service import HOME_TEAM_KEY, AdminService
+from bot.admin.settings import InvalidValue, Target
 from bot.clock import FixedClock
 from bot.deps import Deps
 

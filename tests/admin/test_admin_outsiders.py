@@ -8,7 +8,7 @@ through the real Bolt app (signed slash commands against the fake Slack server).
 
 from __future__ import annotations
 
-from bot.admin import NOT_ADMIN
+from bot.admin.service import NOT_ADMIN
 from bot.db import repo
 from bot.deps import Deps
 from tests.admin.conftest import ADMIN, AdminHarness

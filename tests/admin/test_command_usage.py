@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.admin import NOT_ADMIN
+from bot.admin.service import NOT_ADMIN
 from handlers.commands import REGISTRY, USAGE
 from handlers.commands.base import Invocation, Registry, Subcommand
 from tests.admin.conftest import MEMBER, AdminHarness

@@ -6,11 +6,11 @@ import json
 
 from sqlalchemy import select
 
-from bot.budgets import get_budget
 from bot.db.admin_models import AuditRow
 from bot.deps import Deps
 from bot.llm import Usage
-from bot.spend import SpendLedger
+from bot.spend.budgets import get_budget
+from bot.spend.guard import SpendLedger
 from tests.admin.conftest import ADMIN, MEMBER, TEAM, AdminHarness
 
 

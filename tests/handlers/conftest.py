@@ -1,6 +1,6 @@
 """Fixtures for the Slack surface: the fake Slack, and Candor running over real HTTP.
 
-`candor` builds the runtime exactly as `bot.serve` does (`SlackRuntime.build(deps)`), with
+`candor` builds the runtime exactly as `bot.cli.serve` does (`SlackRuntime.build(deps)`), with
 the Web API client pointed at `FakeSlackServer` and the HTTP transport on port 0; events
 are delivered signed by `SlackEventSender`, through Bolt's real request path.
 """

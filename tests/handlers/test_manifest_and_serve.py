@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bot.manifest import BOT_EVENTS, BOT_SCOPES, render_manifest
-from bot.serve import serve
+from bot.cli.manifest import BOT_EVENTS, BOT_SCOPES, render_manifest
+from bot.cli.serve import serve
 from bot.settings import ConfigError, Settings
 from tests.fakes.slack_server import FakeSlackServer
 

@@ -20,7 +20,7 @@ from bot.db import repo
 from bot.db.models import ProcessedEventRow
 from bot.deps import Deps
 from bot.errors import StorageUnavailable
-from bot.jobs import STALE_CLAIM_SENTENCE, sweep_stale_claims
+from bot.jobs.scheduler import STALE_CLAIM_SENTENCE, sweep_stale_claims
 from handlers import render
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_events import app_mention, event_callback, message, new_ts

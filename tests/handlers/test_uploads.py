@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot import audit
+from bot.admin import audit
 from bot.clock import FixedClock
 from bot.deps import Deps
 from bot.kb import ScopedKnowledge

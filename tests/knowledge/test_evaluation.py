@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.settings import Settings
 from knowledge.evaluation import EvalFileError, auroc, load_questions
 

@@ -9,7 +9,7 @@ import pytest
 
 from bot.conversation import ConversationManager, Turn
 from bot.deps import Deps
-from bot.spend import SpendLedger
+from bot.spend.guard import SpendLedger
 from tests.spend.helpers import make_turn
 
 

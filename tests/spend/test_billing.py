@@ -10,8 +10,8 @@ from bot.conversation import ConversationManager
 from bot.db import repo
 from bot.deps import Deps
 from bot.llm import Usage
-from bot.prices import PriceTable, normalize_model
-from bot.spend import SpendLedger
+from bot.spend.guard import SpendLedger
+from bot.spend.prices import PriceTable, normalize_model
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.spend.helpers import hold, ledger_rows, make_turn
 
@@ -100,7 +100,7 @@ async def test_an_unknown_model_is_billed_at_the_default_price_with_one_warning(
     fake_llm.enqueue("One.", prompt_tokens=1000, completion_tokens=100)
     fake_llm.enqueue("Two.", prompt_tokens=1000, completion_tokens=100)
 
-    with caplog.at_level(logging.WARNING, logger="bot.prices"):
+    with caplog.at_level(logging.WARNING, logger="bot.spend.prices"):
         await manager.reply(make_turn(thread_ts="1.1"))
         await manager.reply(make_turn(thread_ts="1.2"))
 

@@ -13,7 +13,7 @@ from bot.conversation import ConversationManager
 from bot.deps import Deps
 from bot.llm import LLMUnavailable, Usage
 from bot.ports import OverBudget
-from bot.spend import DuplicateCall, SpendLedger
+from bot.spend.guard import DuplicateCall, SpendLedger
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.spend.helpers import hold, ledger_rows, make_turn
 

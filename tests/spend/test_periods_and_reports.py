@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.budgets import period_window
 from bot.clock import FixedClock
 from bot.conversation import ConversationManager
 from bot.llm import Usage
 from bot.ports import OverBudget
-from bot.spend import SpendLedger
-from bot.spend_report import format_usage_table
+from bot.spend.budgets import period_window
+from bot.spend.guard import SpendLedger
+from bot.spend.report import format_usage_table
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.spend.conftest import AlertInbox
 from tests.spend.helpers import hold, make_turn

@@ -33,8 +33,8 @@ When a user's settled spend reaches `warn_at_fraction` of the limit, the next re
 that period carries a one-time notice in `Reservation.notices`, and admins are alerted
 once per period through the injected async `alert(text)` callback (handlers post it).
 
-The SQL lives in `bot.ledger`; reports and admin functions in `bot.spend_report`,
-`bot.budgets` and `bot.prices`. `SpendLedger` exposes them as methods so surfaces need
+The SQL lives in `bot.spend.ledger`; reports and admin functions in `bot.spend.report`,
+`bot.spend.budgets` and `bot.spend.prices`. `SpendLedger` exposes them as methods so surfaces need
 only this one object.
 """
 
@@ -48,17 +48,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import budgets, ledger, prices, spend_report
-from bot.budgets import Budget, PeriodWindow, format_usd, period_window
 from bot.clock import Clock
 from bot.db.engine import Database
 from bot.db.spend_models import DEFAULT_BUDGET_KEY, SpendLedgerRow
-from bot.ledger import CHAT, EMBEDDING, HELD, RELEASED, SETTLED, DuplicateCall, ReservedCall
 from bot.llm import Usage
 from bot.ports import OverBudget, Reservation
-from bot.prices import MICRO, ModelPrice, PriceBook
 from bot.settings import Settings
-from bot.spend_report import UserSpend, UserUsage
+from bot.spend import budgets, ledger, prices
+from bot.spend import report as spend_report
+from bot.spend.budgets import Budget, PeriodWindow, format_usd, period_window
+from bot.spend.ledger import CHAT, EMBEDDING, HELD, RELEASED, SETTLED, DuplicateCall, ReservedCall
+from bot.spend.prices import MICRO, ModelPrice, PriceBook
+from bot.spend.report import UserSpend, UserUsage
 
 __all__ = ["AlertCallback", "DuplicateCall", "SpendLedger", "UserSpend", "UserUsage"]
 

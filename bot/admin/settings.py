@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import audit, channels
+from bot import channels
+from bot.admin import audit
 from bot.db import repo
 from bot.db.models import DEFAULT_KEY, ChannelSettingsRow
 from bot.errors import CandorError

@@ -20,7 +20,7 @@ import json
 import sys
 from typing import Any
 
-from bot.cli_kb_eval import add_eval_parser, embedder_hint, run_eval
+from bot.cli.kb_eval import add_eval_parser, embedder_hint, run_eval
 from bot.settings import ConfigError, Settings
 
 

@@ -1,6 +1,6 @@
 """Budgets, prices and usage for the admin surface, with audit rows. No Slack here.
 
-The spend engine (`bot.spend`, `bot.budgets`, `bot.prices`, `bot.spend_report`) owns the
+The spend engine (`bot.spend.guard`, `bot.spend.budgets`, `bot.spend.prices`, `bot.spend.report`) owns the
 rules; this module validates what an admin typed, calls the engine's session-taking
 functions and writes the audit row in the *same* transaction, so a budget or price never
 changes without its audit entry.
@@ -14,16 +14,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import audit, budgets, prices, spend_report
-from bot.admin_settings import InvalidValue
-from bot.budgets import Budget, Period, format_usd
+from bot.admin import audit
+from bot.admin.settings import InvalidValue
 from bot.clock import Clock
 from bot.db.engine import Database
 from bot.db.spend_models import DEFAULT_BUDGET_KEY
 from bot.deps import Deps
-from bot.prices import ModelPrice, PriceBook
 from bot.settings import Settings
-from bot.spend_report import UserSpend, UserUsage
+from bot.spend import budgets, prices
+from bot.spend import report as spend_report
+from bot.spend.budgets import Budget, Period, format_usd
+from bot.spend.prices import ModelPrice, PriceBook
+from bot.spend.report import UserSpend, UserUsage
 
 BUDGET_MAX_USD = 100_000.0
 PRICE_MAX_USD_PER_M = 10_000.0
@@ -214,7 +216,7 @@ def _budget_json(budget: Budget) -> dict[str, Any]:
 
 
 def for_deps(deps: Deps) -> SpendAdmin:
-    """The process's `SpendAdmin`, kept in `deps.extras` like `bot.admin.for_deps`."""
+    """The process's `SpendAdmin`, kept in `deps.extras` like `bot.admin.service.for_deps`."""
     admin = deps.extras.get("admin_spend")
     if not isinstance(admin, SpendAdmin):
         admin = SpendAdmin(settings=deps.settings, db=deps.db, clock=deps.clock)

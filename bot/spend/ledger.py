@@ -2,7 +2,7 @@
 
 Keyword-only functions that take a session; the caller owns the transaction, so a
 reserve (claim + hold) or a settle (transition + counter + ledger row) commits or rolls
-back as one. `bot.spend.SpendLedger` decides *what* to do; this module only knows *how*.
+back as one. `bot.spend.guard.SpendLedger` decides *what* to do; this module only knows *how*.
 
 Every check-and-change is a single conditional statement (`UPDATE ... WHERE <guard>
 RETURNING`), never a read followed by a write: on Postgres the UPDATE row-locks and

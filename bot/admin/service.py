@@ -14,7 +14,7 @@ process; DESIGN.md allows a short TTL cache of Slack user info, and a stale answ
 lasts `cache_ttl_seconds`.
 
 Every change goes through `AdminService`, which writes the change and its audit row in
-one transaction (see `bot.admin_settings` and `bot.audit`).
+one transaction (see `bot.admin.settings` and `bot.admin.audit`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import audit
-from bot.admin_settings import (
+from bot.admin import audit
+from bot.admin.audit import AuditEntry
+from bot.admin.settings import (
     Change,
     ConfigView,
     InvalidValue,
@@ -36,7 +37,6 @@ from bot.admin_settings import (
     apply_change,
     config_view,
 )
-from bot.audit import AuditEntry
 from bot.channels import FIELDS
 from bot.clock import Clock
 from bot.db import repo

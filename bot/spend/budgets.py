@@ -26,8 +26,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import DEFAULT_BUDGET_KEY, SpendBudgetRow
-from bot.prices import MICRO, usd_to_micro
 from bot.settings import BudgetSettings
+from bot.spend.prices import MICRO, usd_to_micro
 
 Period = Literal["daily", "weekly", "monthly"]
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 async def release_stale_holds(deps: Deps) -> int:
-    from bot.spend import SpendLedger
+    from bot.spend.guard import SpendLedger
 
     if not isinstance(deps.spend, SpendLedger):
         return 0

@@ -1,6 +1,6 @@
 """Model prices: a pinned table shipped in the package, admin overrides in the database.
 
-`bot/prices.json` lists input, cached-input and output prices in USD per 1M tokens for
+`bot/spend/prices.json` lists input, cached-input and output prices in USD per 1M tokens for
 the models we know, with a `version` string that every ledger row records. Nothing is
 fetched at run time: prices change when we ship a new table or an admin overrides a model
 (`set_price`), and the override wins over the table.
@@ -89,7 +89,7 @@ def normalize_model(model: str) -> str:
 
 @dataclass(frozen=True)
 class PriceTable:
-    """The pinned table from `bot/prices.json`."""
+    """The pinned table from `bot/spend/prices.json`."""
 
     version: str
     prices: dict[str, ModelPrice]
@@ -98,7 +98,7 @@ class PriceTable:
     def load(cls, data: dict[str, Any] | None = None) -> PriceTable:
         """Read the shipped table (or `data` in the same shape)."""
         if data is None:
-            raw = resources.files("bot").joinpath("prices.json").read_text(encoding="utf-8")
+            raw = resources.files("bot.spend").joinpath("prices.json").read_text(encoding="utf-8")
             data = json.loads(raw)
         version = str(data["version"])
         prices: dict[str, ModelPrice] = {}

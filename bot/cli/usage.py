@@ -28,8 +28,8 @@ def add_usage_parser(sub: Any) -> None:
 
 async def run_usage(args: argparse.Namespace, settings: Settings) -> int:
     from bot.deps import build_deps
-    from bot.spend import SpendLedger
-    from bot.spend_report import format_usage_table
+    from bot.spend.guard import SpendLedger
+    from bot.spend.report import format_usage_table
 
     if args.limit < 1:
         raise ConfigError("--limit must be at least 1.")

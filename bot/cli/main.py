@@ -1,6 +1,6 @@
 """`candor`: the command line, and the composition root.
 
-This is the only module in `bot/` that may import `handlers/` (through `bot.serve`, to
+This is the only module in `bot/` that may import `handlers/` (through `bot.cli.serve`, to
 start the Slack app). Every subcommand builds its dependencies from `Settings` here and
 hands them down; nothing below creates clients on its own.
 
@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8081)
     local.add_argument("--host", default="127.0.0.1")
 
-    from bot.cli_kb import add_kb_parser
-    from bot.cli_usage import add_usage_parser
+    from bot.cli.kb import add_kb_parser
+    from bot.cli.usage import add_usage_parser
 
     add_kb_parser(sub)
     add_usage_parser(sub)
@@ -145,8 +145,8 @@ def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _commands() -> dict[str, Command]:
-    from bot.cli_kb import run_kb
-    from bot.cli_usage import run_usage
+    from bot.cli.kb import run_kb
+    from bot.cli.usage import run_usage
 
     return {
         "chat": _chat,
@@ -233,7 +233,7 @@ def _print_footer(answer: Any) -> None:
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.serve import serve
+    from bot.cli.serve import serve
 
     await serve(settings, http=args.http, port=args.port)
     return 0
@@ -258,7 +258,7 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _manifest(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.manifest import render_manifest
+    from bot.cli.manifest import render_manifest
 
     if args.http and not args.url:
         raise ConfigError("candor manifest --http needs --url, the public base URL of the bot.")
@@ -267,7 +267,7 @@ async def _manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _local_llm(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.local_llm import run_local_llm
+    from bot.cli.local_llm import run_local_llm
 
     return await run_local_llm(host=args.host, port=args.port)
 

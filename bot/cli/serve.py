@@ -1,6 +1,6 @@
 """`candor serve`: build everything and run the Slack app until SIGTERM.
 
-The composition root for the Slack surface (with `bot.cli`, the only place in `bot/` that
+The composition root for the Slack surface (with `bot.cli.main`, the only place in `bot/` that
 imports `handlers/`): check the secrets the chosen transport needs, build `Deps`, build the
 `SlackRuntime` (client, Bolt app, handlers), start Socket Mode or HTTP, and wait for
 SIGTERM / SIGINT. Shutdown stops taking events, lets answers in flight finish for
@@ -19,7 +19,7 @@ import signal
 import time
 
 from bot.deps import build_deps
-from bot.jobs import build_scheduler
+from bot.jobs.scheduler import build_scheduler
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from bot import budgets
-from bot.budgets import Period, format_usd, parse_period, period_window
 from bot.db.engine import Database
 from bot.db.spend_models import BudgetUsageRow, SpendLedgerRow
-from bot.prices import MICRO
 from bot.settings import BudgetSettings
+from bot.spend import budgets
+from bot.spend.budgets import Period, format_usd, parse_period, period_window
+from bot.spend.prices import MICRO
 
 SETTLED = "settled"
 
