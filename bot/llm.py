@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import openai
@@ -76,6 +76,8 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    #: The tier the server says it served the call at (`default`, `flex`, `priority`).
+    service_tier: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -286,6 +288,7 @@ class LLMGateway:
         if choice.logprobs is not None and choice.logprobs.content:
             logprobs = [t.logprob for t in choice.logprobs.content]
         usage = self._usage_from(response.usage, request, text)
+        usage = replace(usage, service_tier=getattr(response, "service_tier", None))
         return ChatResult(
             text=text,
             model=response.model or request.model,
@@ -305,6 +308,7 @@ class LLMGateway:
         stream = await self.client.chat.completions.create(**params)
         logprobs: list[float] = []
         usage_obj: Any = None
+        tier: str | None = None
         finish: str | None = None
         model = request.model
         first: float | None = None
@@ -314,6 +318,7 @@ class LLMGateway:
             async for chunk in stream:
                 if chunk.model:
                     model = chunk.model
+                tier = getattr(chunk, "service_tier", None) or tier
                 if chunk.usage is not None:
                     usage_obj = chunk.usage
                 for choice in chunk.choices or []:
@@ -344,10 +349,12 @@ class LLMGateway:
         if finish is None and usage_obj is None and text:
             # The stream ended with neither a finish reason nor usage: it was cut short.
             raise LLMStreamCut("stream ended without finish_reason")
+        usage = self._usage_from(usage_obj, request, text)
+        usage = replace(usage, service_tier=tier)
         return ChatResult(
             text=text,
             model=model,
-            usage=self._usage_from(usage_obj, request, text),
+            usage=usage,
             finish_reason=finish,
             token_logprobs=logprobs,
             first_token_seconds=first,

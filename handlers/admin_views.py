@@ -151,7 +151,7 @@ def render_prices(rows: Sequence[ModelPrice]) -> str:
         return "No prices are known yet."
     lines = ["*Prices* (USD per 1M tokens: input / cached input / output)"]
     for price in rows:
-        note = "  _(admin override)_" if price.source == "override" else ""
+        note = "  _(admin override)_" if price.source == "override" else f"  _({price.origin})_"
         lines.append(
             f"• `{price.model}`: {_per_m(price.input_micro_usd_per_m)} / "
             f"{_per_m(price.cached_input_micro_usd_per_m)} / {_per_m(price.output_micro_usd_per_m)}{note}"

@@ -12,6 +12,7 @@ hands them down; nothing below creates clients on its own.
     candor local-llm [--port N]                    serve the bundled tiny model offline
     candor kb add|list|remove|search|reindex       the knowledge base
     candor usage [--user U] [--top] [--period P]   spend tables
+    candor prices show [--json]                    prices and where each comes from
 
 Failures print one sentence to stderr and exit non-zero (with `--json`, an object
 `{"error": "..."}` on stdout instead); tracebacks only with `CANDOR_LOG_LEVEL=DEBUG`.
@@ -70,10 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--host", default="127.0.0.1")
 
     from bot.cli.kb import add_kb_parser
+    from bot.cli.prices import add_prices_parser
     from bot.cli.usage import add_usage_parser
 
     add_kb_parser(sub)
     add_usage_parser(sub)
+    add_prices_parser(sub)
     return parser
 
 
@@ -131,7 +134,7 @@ class _OneLineFormatter(logging.Formatter):
 
 def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
     level = settings.candor.log_level
-    terminal = args.command in ("chat", "kb", "usage", "manifest", "db")
+    terminal = args.command in ("chat", "kb", "usage", "manifest", "db", "prices", "jobs")
     if terminal and "CANDOR_LOG_LEVEL" not in os.environ:
         level = "WARNING"  # keep the terminal for the answer; opt in to more with the variable
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -146,6 +149,7 @@ def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
 
 def _commands() -> dict[str, Command]:
     from bot.cli.kb import run_kb
+    from bot.cli.prices import run_prices
     from bot.cli.usage import run_usage
 
     return {
@@ -156,6 +160,7 @@ def _commands() -> dict[str, Command]:
         "local-llm": _local_llm,
         "kb": run_kb,
         "usage": run_usage,
+        "prices": run_prices,
     }
 
 

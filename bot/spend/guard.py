@@ -46,10 +46,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.engine import Database
+from bot.db.models import ChannelSettingsRow
 from bot.db.spend_models import DEFAULT_BUDGET_KEY, SpendLedgerRow
 from bot.llm import Usage
 from bot.ports import OverBudget, Reservation
@@ -111,7 +113,7 @@ class SpendLedger:
         now = self._now()
         async with self.db.sessions() as session:
             budget = await self._budget(session, user_id)
-            price = await self.prices.price_for(session, model)
+            price = await self.prices.price_for(session, model, at=now)
         window = self._window(now, budget)
         estimate = price.cost_micro_usd(
             prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens
@@ -182,7 +184,9 @@ class SpendLedger:
             return
         now = self._now()
         async with self.db.sessions() as session:
-            price = await self.prices.price_for(session, model)
+            price = await self.prices.price_for(
+                session, model, at=now, service_tier=usage.service_tier
+            )
             budget = await self._budget(session, reservation.user_id)
         cost = price.cost_micro_usd(
             prompt_tokens=usage.prompt_tokens,
@@ -283,7 +287,7 @@ class SpendLedger:
         """
         now = self._now()
         async with self.db.sessions() as session:
-            price = await self.prices.price_for(session, model)
+            price = await self.prices.price_for(session, model, at=now)
             budget = await self._budget(session, user_id) if user_id else None
         cost = price.cost_micro_usd(prompt_tokens=tokens)
         async with self.db.write() as session:
@@ -369,9 +373,20 @@ class SpendLedger:
             )
 
     async def list_prices(self) -> list[ModelPrice]:
-        """Every known price (table merged with overrides), sorted by model."""
+        """The price of every model configured or in use, the local table and every
+        override, each as a call now would be billed, sorted by model."""
+        candor = self.settings.candor
         async with self.db.sessions() as session:
-            return await self.prices.list_prices(session)
+            in_use = await session.execute(
+                select(ChannelSettingsRow.model).where(ChannelSettingsRow.model.is_not(None))
+            )
+            models = [
+                candor.default_model,
+                *candor.allowed_model_list(),
+                self.settings.openai.embedding_model,
+                *(m for m in in_use.scalars() if m),
+            ]
+            return await self.prices.list_prices(session, models=models, at=self._now())
 
     async def remove_price_override(self, model: str) -> bool:
         """Back to the shipped price (or the default); True if there was an override."""

@@ -1,23 +1,34 @@
-"""Model prices: a pinned table shipped in the package, admin overrides in the database.
+"""Model prices: list prices from `genai-prices`, a small local table, admin overrides.
 
-`bot/spend/prices.json` lists input, cached-input and output prices in USD per 1M tokens for
-the models we know, with a `version` string that every ledger row records. Nothing is
-fetched at run time: prices change when we ship a new table or an admin overrides a model
-(`set_price`), and the override wins over the table.
+A model's price is resolved in this order, and the first that knows it wins:
 
-Prices are held as integer micro-USD per 1M tokens, so a call's cost is exact integer
-arithmetic: `tokens * price` summed, then divided by 1M and rounded *up* (a call is never
-billed less than it cost). OpenAI's `prompt_tokens` includes the cached ones, so
+1. an admin override in the database (`/candor prices set`, `set_price`);
+2. the local table `bot/spend/prices.json`: models with no list price, such as the bundled
+   offline model (`candor local-llm`) at $0;
+3. list prices from `genai-prices` (Pydantic's maintained price database): cached-input
+   rates, service tiers (`flex`, `priority`, read from the response's `service_tier`),
+   tiered prices and prices that changed over time (the one in force at the call's time,
+   from the injected clock). Its data ships inside the package, so nothing is fetched at run
+   time; we never start its auto-updater, and a price changes when the package is upgraded;
+4. the configured default (`CANDOR_BUDGET_UNKNOWN_MODEL_*`), logged once per model and
+   process; an unknown model never fails a call.
+
+Every price carries `source` and `version`, and the ledger's `price_version` column records
+`version`, which names both (`genai-prices@0.2.3`, `candor-local@candor-local-2`,
+`override@20250901T120000`, `default`), so a row can always say what billed it.
+
+Prices are shown as integer micro-USD per 1M tokens; a call's cost is exact (integer or
+`Decimal` arithmetic), rounded *up* to a whole micro-USD (a call is never billed less than it
+cost). OpenAI's `prompt_tokens` includes the cached ones, so for a flat price
 
     cost = (prompt - cached) * input + cached * cached_input + completion * output
 
-and reasoning tokens are already part of `completion_tokens`.
+and reasoning tokens are already part of `completion_tokens`. A list price with tiers is
+computed by `genai-prices` itself (the tier is chosen by the prompt's size).
 
-A model missing from both is billed at the configured default
-(`CANDOR_BUDGET_UNKNOWN_MODEL_*`) and logged once per model and process; it never fails
-a call. Dated snapshots (`gpt-4o-2024-08-06`) and provider prefixes (`openai/gpt-4o`)
-resolve to their family's price; other names are not guessed at, since a prefix match
-could bill `o3-pro` at `o3`'s price.
+Dated snapshots (`gpt-4o-2024-08-06`) and provider prefixes (`openai/gpt-4o`) resolve to
+their family's price in the local table and overrides; `genai-prices` has its own matching
+rules per model, which are exact enough not to bill `o3-pro` at `o3`'s price.
 """
 
 from __future__ import annotations
@@ -25,8 +36,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
 from importlib import resources
 from typing import Any
 
@@ -42,29 +55,83 @@ MICRO = 1_000_000
 PER_TOKENS = 1_000_000
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
+OVERRIDE = "override"
+LOCAL = "candor-local"
+LIST = "genai-prices"
+DEFAULT = "default"
+#: Service tiers billed at the standard price (no variant in the price data).
+_STANDARD_TIERS = frozenset({"", "default", "auto", "standard"})
+
+#: Models `list_prices` shows even when nobody has used or overridden them.
+FEATURED_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o3",
+    "o4-mini",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+)
+
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """What one model costs, in micro-USD per 1M tokens, and where the price came from."""
+    """What one model costs, in micro-USD per 1M tokens, and where the price came from.
+
+    `source` is `override`, `candor-local`, `genai-prices` or `default`; `version` names the
+    source and its version and is what the ledger row records. `list_price` is the
+    `genai-prices` price object when the price came from there: it computes the cost itself
+    (tiers included).
+    """
 
     model: str
     input_micro_usd_per_m: int
     cached_input_micro_usd_per_m: int
     output_micro_usd_per_m: int
     version: str
-    source: str  # "table", "override" or "default"
+    source: str
+    matched: str = ""  # the model id the source knows it by, e.g. `openai/gpt-4o`
+    service_tier: str | None = None
+    list_price: Any = field(default=None, compare=False, repr=False)
 
     def cost_micro_usd(
         self, *, prompt_tokens: int, cached_tokens: int = 0, completion_tokens: int = 0
     ) -> int:
         """The exact cost of a call, rounded up to a whole micro-USD."""
-        cached = max(0, min(cached_tokens, prompt_tokens))
+        prompt = max(0, prompt_tokens)
+        cached = max(0, min(cached_tokens, prompt))
+        completion = max(0, completion_tokens)
+        if self.list_price is not None:
+            from genai_prices import Usage as ListUsage
+
+            usage = ListUsage(
+                input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion
+            )
+            total_usd = Decimal(self.list_price.calc_price(usage)["total_price"])
+            return int((total_usd * MICRO).to_integral_value(rounding=ROUND_CEILING))
         total = (
-            (prompt_tokens - cached) * self.input_micro_usd_per_m
+            (prompt - cached) * self.input_micro_usd_per_m
             + cached * self.cached_input_micro_usd_per_m
-            + max(0, completion_tokens) * self.output_micro_usd_per_m
+            + completion * self.output_micro_usd_per_m
         )
         return -(-total // PER_TOKENS)
+
+    @property
+    def origin(self) -> str:
+        """Where this price comes from, in words (for `candor prices show`)."""
+        if self.source == OVERRIDE:
+            return f"admin override ({self.version})"
+        if self.source == LOCAL:
+            return f"local table ({self.version})"
+        if self.source == LIST:
+            tier = f", {self.service_tier} tier" if self.service_tier else ""
+            return f"list price, {self.version} as {self.matched}{tier}"
+        return "configured default (unknown model)"
 
     def as_usd_per_m(self) -> dict[str, Any]:
         return {
@@ -74,6 +141,7 @@ class ModelPrice:
             "output": self.output_micro_usd_per_m / MICRO,
             "version": self.version,
             "source": self.source,
+            "origin": self.origin,
         }
 
 
@@ -82,14 +150,14 @@ def usd_to_micro(usd: float) -> int:
 
 
 def normalize_model(model: str) -> str:
-    """`openai/gpt-4o-2024-08-06` -> `gpt-4o`: the name the price table uses."""
+    """`openai/gpt-4o-2024-08-06` -> `gpt-4o`: the family name overrides and the local table use."""
     name = model.strip().lower().rsplit("/", 1)[-1]
     return _DATE_SUFFIX.sub("", name)
 
 
 @dataclass(frozen=True)
 class PriceTable:
-    """The pinned table from `bot/spend/prices.json`."""
+    """The local table from `bot/spend/prices.json` (models that have no list price)."""
 
     version: str
     prices: dict[str, ModelPrice]
@@ -100,7 +168,7 @@ class PriceTable:
         if data is None:
             raw = resources.files("bot.spend").joinpath("prices.json").read_text(encoding="utf-8")
             data = json.loads(raw)
-        version = str(data["version"])
+        version = f"{LOCAL}@{data['version']}"
         prices: dict[str, ModelPrice] = {}
         for model, entry in data["models"].items():
             prices[model] = ModelPrice(
@@ -111,16 +179,84 @@ class PriceTable:
                 ),
                 output_micro_usd_per_m=usd_to_micro(float(entry.get("output", 0.0))),
                 version=version,
-                source="table",
+                source=LOCAL,
+                matched=model,
             )
         return cls(version=version, prices=prices)
 
 
-class PriceBook:
-    """Resolves a model's price: admin override, then the shipped table, then the default."""
+class ListPrices:
+    """List prices from the `genai-prices` package's bundled data (never auto-updated).
 
-    def __init__(self, budget: BudgetSettings, table: PriceTable | None = None) -> None:
+    `provider` is tried first (our endpoint speaks OpenAI's API, so `openai`); a name with a
+    provider prefix (`anthropic/claude-...`) is looked up at that provider, and a name no
+    provider claims is left to `genai-prices`' own matching.
+    """
+
+    def __init__(self, provider: str = "openai") -> None:
+        import genai_prices
+
+        self.provider = provider
+        self.version = f"{LIST}@{genai_prices.__version__}"
+
+    def price(
+        self, model: str, *, at: datetime | None = None, service_tier: str | None = None
+    ) -> ModelPrice | None:
+        from genai_prices import data_snapshot
+
+        snapshot = data_snapshot.get_snapshot()
+        name = model.strip().lower()
+        prefix, _, bare = name.rpartition("/")
+        attempts: list[tuple[str, str | None]] = []
+        if prefix:
+            attempts.append((bare, prefix))
+        attempts += [(name, self.provider), (name, None)]
+        for ref, provider_id in attempts:
+            try:
+                provider, info = snapshot.find_provider_model(ref, None, provider_id, None)
+            except LookupError:
+                continue
+            when = at if at is not None else datetime.now(UTC)
+            tier = (service_tier or "").strip().lower()
+            context = None if tier in _STANDARD_TIERS else {"service_tier": tier}
+            listed = info.get_prices(when, context)
+            return ModelPrice(
+                model=model,
+                input_micro_usd_per_m=_per_m(listed.input_mtok),
+                cached_input_micro_usd_per_m=_per_m(
+                    listed.cache_read_mtok
+                    if listed.cache_read_mtok is not None
+                    else listed.input_mtok
+                ),
+                output_micro_usd_per_m=_per_m(listed.output_mtok),
+                version=self.version,
+                source=LIST,
+                matched=f"{provider.id}/{info.id}",
+                service_tier=tier if context else None,
+                list_price=listed,
+            )
+        return None
+
+
+def _per_m(value: Any) -> int:
+    """A `genai-prices` USD-per-1M value (plain or tiered) as micro-USD (the base tier)."""
+    if value is None:
+        return 0
+    base = getattr(value, "base", value)
+    return int((Decimal(base) * MICRO).to_integral_value(rounding=ROUND_CEILING))
+
+
+class PriceBook:
+    """Resolves a model's price: override, local table, list price, then the default."""
+
+    def __init__(
+        self,
+        budget: BudgetSettings,
+        table: PriceTable | None = None,
+        list_prices: ListPrices | None = None,
+    ) -> None:
         self.table = table or PriceTable.load()
+        self.list = list_prices or ListPrices()
         self.budget = budget
         # Only decides whether to log again; replicas disagreeing here is harmless.
         self._warned: set[str] = set()
@@ -132,12 +268,23 @@ class PriceBook:
             input_micro_usd_per_m=input_price,
             cached_input_micro_usd_per_m=input_price,
             output_micro_usd_per_m=usd_to_micro(self.budget.unknown_model_output_usd_per_m),
-            version="default",
-            source="default",
+            version=DEFAULT,
+            source=DEFAULT,
         )
 
-    async def price_for(self, session: AsyncSession, model: str) -> ModelPrice:
-        """The price that applies to `model` now (one small query for overrides)."""
+    async def price_for(
+        self,
+        session: AsyncSession,
+        model: str,
+        *,
+        at: datetime | None = None,
+        service_tier: str | None = None,
+    ) -> ModelPrice:
+        """The price that applies to `model` at `at` (one small query for overrides).
+
+        `service_tier` is the tier the response says it was served at; list prices have
+        variants for some tiers (`flex`, `priority`), the others bill at the standard price.
+        """
         names = list(dict.fromkeys([model, model.strip().lower(), normalize_model(model)]))
         rows = (
             await session.execute(select(ModelPriceRow).where(ModelPriceRow.model.in_(names)))
@@ -149,6 +296,9 @@ class PriceBook:
         for name in names:
             if name in self.table.prices:
                 return self.table.prices[name]
+        listed = self.list.price(model, at=at, service_tier=service_tier)
+        if listed is not None:
+            return listed
         if model not in self._warned:
             self._warned.add(model)
             log.warning(
@@ -160,9 +310,21 @@ class PriceBook:
             )
         return self.default_price(model)
 
-    async def list_prices(self, session: AsyncSession) -> list[ModelPrice]:
-        """Every known price, overrides replacing table entries, sorted by model."""
-        merged = dict(self.table.prices)
+    async def list_prices(
+        self,
+        session: AsyncSession,
+        *,
+        models: Iterable[str] = (),
+        at: datetime | None = None,
+    ) -> list[ModelPrice]:
+        """The prices of the featured models, `models`, the local table and every override,
+        each as `price_for` would bill it, sorted by model."""
+        merged: dict[str, ModelPrice] = dict(self.table.prices)
+        for name in dict.fromkeys([*FEATURED_MODELS, *models]):
+            if name in merged:
+                continue
+            listed = self.list.price(name, at=at)
+            merged[name] = listed if listed is not None else self.default_price(name)
         for row in (await session.execute(select(ModelPriceRow))).scalars():
             merged[row.model] = _override_price(row)
         return [merged[name] for name in sorted(merged)]
@@ -174,8 +336,9 @@ def _override_price(row: ModelPriceRow) -> ModelPrice:
         input_micro_usd_per_m=row.input_micro_usd_per_m,
         cached_input_micro_usd_per_m=row.cached_input_micro_usd_per_m,
         output_micro_usd_per_m=row.output_micro_usd_per_m,
-        version=f"override@{_stamp(row.updated_at)}",
-        source="override",
+        version=f"{OVERRIDE}@{_stamp(row.updated_at)}",
+        source=OVERRIDE,
+        matched=row.model,
     )
 
 

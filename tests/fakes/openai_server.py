@@ -45,6 +45,7 @@ class Scripted:
     model: str | None = None
     trickle: float = 0.0
     cut_after: int | None = None
+    service_tier: str | None = None  # sent back as the response's `service_tier`
 
 
 @dataclass
@@ -182,6 +183,7 @@ class FakeOpenAIServer:
                 }
             ],
             "usage": self._usage(body, script) if script.usage else None,
+            **({"service_tier": script.service_tier} if script.service_tier else {}),
         }
 
     async def _stream(
@@ -195,6 +197,7 @@ class FakeOpenAIServer:
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model,
+            **({"service_tier": script.service_tier} if script.service_tier else {}),
         }
         text = script.text
         pieces = [text[i : i + script.chunk_size] for i in range(0, len(text), script.chunk_size)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import genai_prices
 import pytest
 
 from bot.conversation import ConversationManager
@@ -11,7 +12,7 @@ from bot.db import repo
 from bot.deps import Deps
 from bot.llm import Usage
 from bot.spend.guard import SpendLedger
-from bot.spend.prices import PriceTable, normalize_model
+from bot.spend.prices import normalize_model
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.spend.helpers import hold, ledger_rows, make_turn
 
@@ -41,14 +42,20 @@ async def set_channel_model(deps: Deps, model: str) -> None:
         row.model = model
 
 
-def test_the_shipped_price_table_covers_current_openai_models() -> None:
-    table = PriceTable.load()
-    assert table.version
-    for model in REQUIRED_MODELS:
-        price = table.prices[model]
-        assert price.input_micro_usd_per_m > 0, model
-        assert price.cached_input_micro_usd_per_m <= price.input_micro_usd_per_m, model
-    assert table.prices["gpt-4o-mini"].cached_input_micro_usd_per_m == 75_000
+async def test_list_prices_cover_current_openai_models_and_the_local_model_is_free(
+    ledger: SpendLedger,
+) -> None:
+    async with ledger.db.sessions() as session:
+        for model in REQUIRED_MODELS:
+            price = await ledger.prices.price_for(session, model)
+            assert price.source == "genai-prices", model
+            assert price.input_micro_usd_per_m > 0, model
+            assert price.cached_input_micro_usd_per_m <= price.input_micro_usd_per_m, model
+        mini = await ledger.prices.price_for(session, "gpt-4o-mini")
+        local = await ledger.prices.price_for(session, "gemma3-270m")
+    assert mini.cached_input_micro_usd_per_m == 75_000
+    assert local.source == "candor-local"
+    assert local.cost_micro_usd(prompt_tokens=10**6, completion_tokens=10**6) == 0
     assert normalize_model("openai/gpt-4o-2024-08-06") == "gpt-4o"
 
 
@@ -64,7 +71,7 @@ async def test_cached_prompt_tokens_are_billed_at_the_cached_price(
     assert (row.prompt_tokens, row.cached_tokens, row.completion_tokens) == (1000, 800, 100)
     assert row.cost_micro_usd == 30 + 60 + 60
     assert row.estimated is False
-    assert row.price_version == PriceTable.load().version
+    assert row.price_version == f"genai-prices@{genai_prices.__version__}"
     assert (row.workspace_id, row.channel_id, row.user_id, row.model) == (
         "T1",
         "C1",
@@ -125,13 +132,13 @@ async def test_an_admin_price_overrides_the_table_until_removed(
     prices = {p.model: p for p in await ledger.list_prices()}
     assert prices["acme-llm-7b"].source == "override"
     assert prices["gpt-4o-2024-08-06"].input_micro_usd_per_m == 1_000_000
-    assert prices["gpt-4o"].source == "table"
+    assert prices["gpt-4o"].source == "genai-prices"
 
     async with ledger.db.sessions() as session:
         dated = await ledger.prices.price_for(session, "gpt-4o-2024-08-06")
         family = await ledger.prices.price_for(session, "gpt-4o")
     assert dated.version.startswith("override@")
-    assert family.source == "table"
+    assert family.source == "genai-prices"
 
     assert await ledger.remove_price_override("acme-llm-7b") is True
     assert await ledger.remove_price_override("acme-llm-7b") is False
