@@ -22,10 +22,10 @@ from bot.admin import service as admin_mod
 from bot.deps import Deps
 from bot.kb import ScopedKnowledge
 from handlers.directory import is_private_channel, user_lookup
+from handlers.incoming import Incoming
 from knowledge import Scope, UnsupportedFile, load_upload
 
 if TYPE_CHECKING:
-    from handlers.events import Incoming
     from handlers.slack_io import SlackSurface
 
 log = logging.getLogger(__name__)

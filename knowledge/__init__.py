@@ -34,6 +34,7 @@ from knowledge.loaders import (
     load_slack_channel,
     load_upload,
 )
+from knowledge.open_store import open_store
 from knowledge.retriever import Hit, Retriever, SourceRef
 from knowledge.scopes import AllowedScopes, Scope, ScopeError, scopes_for_channel, scopes_for_dm
 from knowledge.service import (
@@ -50,7 +51,6 @@ from knowledge.store import (
     SourceInfo,
     StoreError,
     VectorStore,
-    open_store,
 )
 from knowledge.tokens import estimate_tokens
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from knowledge.embedders import Embedding
@@ -194,33 +193,3 @@ class VectorStore(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def open_store(
-    url: str | None,
-    api_key: str | None,
-    path: str | None,
-    collection: str,
-    *,
-    backend: Literal["auto", "edge", "qdrant-local"] = "auto",
-) -> VectorStore:
-    """Open the vector store for ``collection``.
-
-    ``url`` set: a Qdrant server or cluster through ``qdrant-client``. Otherwise
-    an embedded store under ``path`` (default ``./data/qdrant``): Qdrant Edge
-    unless ``backend="qdrant-local"`` asks for qdrant-client's local mode
-    (which also accepts ``path=":memory:"``).
-    """
-    if url:
-        from knowledge.store_qdrant import QdrantClientStore
-
-        return QdrantClientStore.server(url, api_key, collection)
-    if backend == "qdrant-local":
-        from knowledge.store_qdrant import QdrantClientStore
-
-        return QdrantClientStore.local(path or ":memory:", collection)
-    if path == ":memory:":
-        raise StoreError("The embedded Qdrant Edge store needs a directory path, not ':memory:'.")
-    from knowledge.store_edge import EdgeStore
-
-    return EdgeStore(Path(path or "./data/qdrant"), collection)

@@ -8,7 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversation import Answer
 from bot.errors import DeliveryFailed
 from bot.llm import LLMError, Usage
-from handlers.slack_io import Reply
+from handlers.reply import Reply
 from tests.fakes.slack_server import FakeSlackServer
 
 
