@@ -137,6 +137,11 @@ class Answer:
     hits: list[RetrievedHit] = field(default_factory=list)
     confidence: float | None = None
     flagged: bool = False
+    #: Plain sentences a person understands, the main reason first.
+    reasons: list[str] = field(default_factory=list)
+    #: An honest "no answer found" (abstention or strict mode), not an unreliable answer.
+    no_answer: bool = False
+    signals: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     event_id: str | None = None
     answer_id: int | None = None
