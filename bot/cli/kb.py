@@ -87,8 +87,9 @@ async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.kb_command == "search":
             return await _search(kb, args)
-        done = await kb.reindex(progress=_bar("reindexing"))
-        print(f"\nReindexed {done} chunks.")
+        with Progress("reindexing", unit="chunk") as bar:
+            done = await kb.reindex(progress=bar.update)
+        print(f"Reindexed {done} chunks.")
         return 0
     finally:
         await kb.close()
@@ -98,13 +99,12 @@ async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
 async def _add(kb: Any, paths: list[str], scope: Any) -> int:
     from knowledge import IngestProgress
 
-    bar = _bar("ingesting")
+    with Progress("ingesting", unit="source") as bar:
 
-    def progress(update: IngestProgress) -> None:
-        bar(update.done, update.total)
+        def progress(update: IngestProgress) -> None:
+            bar.update(update.done, update.total)
 
-    result = await kb.add_paths(paths, scope, progress=progress)
-    sys.stderr.write("\n")
+        result = await kb.add_paths(paths, scope, progress=progress)
     added = sum(r.added for r in result.reports)
     removed = sum(r.removed for r in result.reports)
     unchanged = sum(r.unchanged for r in result.reports)
@@ -151,11 +151,44 @@ async def _search(kb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar(label: str) -> Any:
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = int(width * done / total) if total else width
-        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        sys.stderr.flush()
+class Progress:
+    """A progress bar (tqdm) on the terminal, and nothing at all in pipes and logs.
 
-    return show
+    Shown only when both stdout and stderr are terminals, so `candor kb add ... > log`
+    or a CI job never collects `\\r` frames. `update(done, total)` moves it to `done`.
+    """
+
+    def __init__(self, label: str, *, unit: str) -> None:
+        self.label = label
+        self.unit = unit
+        self.enabled = sys.stdout.isatty() and sys.stderr.isatty()
+        self._bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            import shutil
+
+            from tqdm import tqdm
+
+            # A terminal that reports no width (a fresh pty) would get an empty bar.
+            size = shutil.get_terminal_size((80, 24))
+            self._bar = tqdm(
+                total=total,
+                desc=self.label,
+                unit=self.unit,
+                file=sys.stderr,
+                ncols=size.columns,
+                nrows=size.lines,
+            )
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
