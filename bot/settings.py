@@ -159,12 +159,54 @@ class CandorSettings(BaseSettings):
     # A claimed message still unanswered after this many minutes (its process died) is
     # reported in its thread and marked failed; longer than the slowest real answer.
     stale_claim_minutes: int = 10
+    # Scheduled jobs (`candor jobs list`): five-field cron expressions in jobs_timezone, or
+    # `off`. They run on one replica at a time, the one holding the database lease.
+    jobs_enabled: bool = True
+    jobs_timezone: str = "UTC"
+    jobs_lease_seconds: int = Field(default=90, ge=10)
+    jobs_tick_seconds: int = Field(default=20, ge=1)
+    jobs_stale_claims_cron: str = "* * * * *"
+    jobs_release_holds_cron: str = "*/5 * * * *"
+    jobs_budget_alerts_cron: str = "*/15 * * * *"
+    jobs_usage_digest_cron: str = "0 9 * * *"
+    jobs_retention_cron: str = "30 3 * * *"
+    # Channel ID for the daily usage digest; empty uses SLACK_REVIEW_CHANNEL.
+    digest_channel: str = ""
 
     @field_validator("default_model")
     @classmethod
     def _named(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("empty")
+        return value.strip()
+
+    @field_validator(
+        "jobs_stale_claims_cron",
+        "jobs_release_holds_cron",
+        "jobs_budget_alerts_cron",
+        "jobs_usage_digest_cron",
+        "jobs_retention_cron",
+    )
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value.lower() == "off":
+            return "off"
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError:
+            raise ValueError("not a cron expression") from None
+        return value
+
+    @field_validator("jobs_timezone")
+    @classmethod
+    def _jobs_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone") from None
         return value.strip()
 
     @field_validator("log_level", mode="before")
@@ -273,6 +315,13 @@ _ALLOWED: dict[str, str] = {
     "CANDOR_MAX_ANSWER_TOKENS": "a whole number of at least 1",
     "CANDOR_DEFAULT_MODEL": "a model name such as gpt-4o-mini, not empty",
     "CANDOR_BUDGET_TIMEZONE": "an IANA time zone such as UTC or Europe/Berlin",
+    "CANDOR_JOBS_TIMEZONE": "an IANA time zone such as UTC or Europe/Berlin",
+    **{
+        f"CANDOR_JOBS_{job}_CRON": (
+            "a five-field cron expression such as 0 9 * * * (minute hour day month weekday), or off"
+        )
+        for job in ("STALE_CLAIMS", "RELEASE_HOLDS", "BUDGET_ALERTS", "USAGE_DIGEST", "RETENTION")
+    },
     "CANDOR_BUDGET_WARN_AT_FRACTION": "a number from 0 to 1",
     "DATABASE_URL": (
         "empty (the embedded SQLite file), postgresql+asyncpg://user:password@host:5432/candor "

@@ -30,6 +30,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
+from bot.jobs.digests import ADMIN_POSTER
 from bot.settings import Settings
 from handlers import register_all
 from handlers.slack_io import SlackSurface
@@ -69,14 +70,36 @@ def _route_spend_alerts(deps: Deps, client: AsyncWebClient) -> None:
     """Budget alerts go to the review channel when one is set, else only to the log."""
     from bot.spend.guard import SpendLedger
 
-    channel = deps.settings.slack.review_channel
-    if not isinstance(deps.spend, SpendLedger) or not channel:
+    if not isinstance(deps.spend, SpendLedger):
         return
 
     async def post(text: str) -> None:
-        await client.chat_postMessage(channel=channel, text=text)
+        channel = deps.settings.slack.review_channel  # read per alert: the log has it anyway
+        if channel:
+            await client.chat_postMessage(channel=channel, text=text)
 
     deps.spend.alert = post
+
+
+class SlackAdminPoster:
+    """`bot.jobs.digests.AdminPoster` on the bot's Web API client (digests, reports)."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def post(self, *, channel: str, text: str) -> None:
+        await self.client.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+
+    async def upload(
+        self, *, channel: str, filename: str, content: bytes, title: str, comment: str
+    ) -> None:
+        await self.client.files_upload_v2(
+            channel=channel,
+            filename=filename,
+            content=content,
+            title=title,
+            initial_comment=comment,
+        )
 
 
 def _attach_directory(deps: Deps, client: AsyncWebClient) -> None:
@@ -110,6 +133,7 @@ class SlackRuntime:
         deps.extras["slack_client"] = client
         _route_spend_alerts(deps, client)
         _attach_directory(deps, client)
+        deps.extras[ADMIN_POSTER] = SlackAdminPoster(client)
         return cls(deps=deps, client=client, app=build_app(deps, client), surface=surface)
 
     # --- HTTP ------------------------------------------------------------------------

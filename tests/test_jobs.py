@@ -15,7 +15,6 @@ from bot.deps import Deps
 from bot.jobs.scheduler import (
     STALE_CLAIM_SENTENCE,
     THREAD_NOTICE,
-    build_scheduler,
     prune_events,
     prune_history,
     release_stale_holds,
@@ -65,11 +64,6 @@ async def test_stale_holds_are_released(deps: Deps, clock: FixedClock) -> None:
     assert await release_stale_holds(deps) == 0
     clock.advance(minutes=16)
     assert await release_stale_holds(deps) == 1
-
-
-def test_scheduler_has_every_job(deps: Deps) -> None:
-    ids = {job.id for job in build_scheduler(deps).get_jobs()}
-    assert ids == {"release_stale_holds", "prune_events", "prune_history", "sweep_stale_claims"}
 
 
 class RecordingNotice:

@@ -13,6 +13,7 @@ hands them down; nothing below creates clients on its own.
     candor kb add|list|remove|search|reindex       the knowledge base
     candor usage [--user U] [--top] [--period P]   spend tables
     candor prices show [--json]                    prices and where each comes from
+    candor jobs list | run NAME                    scheduled jobs (see bot.jobs)
 
 Failures print one sentence to stderr and exit non-zero (with `--json`, an object
 `{"error": "..."}` on stdout instead); tracebacks only with `CANDOR_LOG_LEVEL=DEBUG`.
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8081)
     local.add_argument("--host", default="127.0.0.1")
 
+    from bot.cli.jobs import add_jobs_parser
     from bot.cli.kb import add_kb_parser
     from bot.cli.prices import add_prices_parser
     from bot.cli.usage import add_usage_parser
@@ -77,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     add_kb_parser(sub)
     add_usage_parser(sub)
     add_prices_parser(sub)
+    add_jobs_parser(sub)
     return parser
 
 
@@ -148,6 +151,7 @@ def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _commands() -> dict[str, Command]:
+    from bot.cli.jobs import run_jobs
     from bot.cli.kb import run_kb
     from bot.cli.prices import run_prices
     from bot.cli.usage import run_usage
@@ -161,6 +165,7 @@ def _commands() -> dict[str, Command]:
         "kb": run_kb,
         "usage": run_usage,
         "prices": run_prices,
+        "jobs": run_jobs,
     }
 
 

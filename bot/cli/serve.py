@@ -19,7 +19,7 @@ import signal
 import time
 
 from bot.deps import build_deps
-from bot.jobs.scheduler import build_scheduler
+from bot.jobs.runner import JobRunner, build_scheduler
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ async def serve(
     use_socket = not http
     deps = await build_deps(settings)
     runtime = SlackRuntime.build(deps)
-    scheduler = build_scheduler(deps)
+    runner = JobRunner(deps)
+    scheduler = build_scheduler(runner) if settings.candor.jobs_enabled else None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -68,14 +69,19 @@ async def serve(
             await runtime.start_socket(settings.slack.app_token.get_secret_value())
         else:
             await runtime.start_http(port)
-        scheduler.start()
+        if scheduler is not None:
+            scheduler.start()
         log.info("Candor is ready in %.2f s", time.perf_counter() - started)
         await stop.wait()
         log.info("Stopping: finishing answers in flight (up to %.0f s)", grace_seconds)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-        if scheduler.running:
+        if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
+            try:
+                await runner.release()  # the next replica takes the jobs over at once
+            except Exception:
+                log.warning("Could not hand the jobs lease over; it expires by itself.")
         await runtime.shutdown(grace_seconds)
         await deps.close()

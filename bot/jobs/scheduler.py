@@ -1,6 +1,7 @@
-"""Periodic work on APScheduler: stale budget holds, event and history retention.
+"""The original periodic jobs: stale budget holds, event and history retention, stale claims.
 
-`build_scheduler(deps)` returns an `AsyncIOScheduler` (not started) with:
+`bot.jobs.registry` schedules them (with the digests) and `bot.jobs.runner` runs them on
+one replica at a time. Their default schedules:
 
 - `release_stale_holds` every 5 minutes: a reply that crashed between reserve and settle
   leaves money held; after 15 minutes the hold is returned (a late settle still bills).
@@ -15,9 +16,9 @@
   store the message text (nor should it, for a row kept a week), and a retried answer
   could arrive long after the user moved on.
 
-Every job is idempotent, so several replicas running them is harmless (the sweep's
-guarded UPDATE lets exactly one replica report a claim); each job function is a plain
-coroutine that tests call directly with an injected clock.
+Each job is still idempotent (the sweep's guarded UPDATE lets exactly one caller report a
+claim), so `candor jobs run NAME` beside the scheduler is harmless; each job function is a
+plain coroutine that tests call directly with an injected clock.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 from datetime import timedelta
 from typing import Protocol
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 
 from bot.db import repo
@@ -114,32 +114,3 @@ async def sweep_stale_claims(deps: Deps, *, limit: int = 100) -> int:
             # Marked failed already: one missed notice beats the same notice every minute.
             log.exception("Could not report the unanswered claim %s", event_id)
     return reported
-
-
-def build_scheduler(deps: Deps) -> AsyncIOScheduler:
-    """The scheduler with Candor's jobs; the caller starts and shuts it down."""
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
-    scheduler.add_job(
-        release_stale_holds,
-        "interval",
-        minutes=5,
-        args=[deps],
-        id="release_stale_holds",
-        **defaults,
-    )
-    scheduler.add_job(
-        prune_events, "interval", hours=24, args=[deps], id="prune_events", **defaults
-    )
-    scheduler.add_job(
-        prune_history, "interval", hours=24, args=[deps], id="prune_history", **defaults
-    )
-    scheduler.add_job(
-        sweep_stale_claims,
-        "interval",
-        minutes=1,
-        args=[deps],
-        id="sweep_stale_claims",
-        **defaults,
-    )
-    return scheduler

@@ -328,6 +328,49 @@ class SpendLedger:
 
     # --- admin and reports (thin wrappers so surfaces need one object) -----------------
 
+    async def alert_crossed_thresholds(self) -> int:
+        """Alert admins about users past the warning threshold who were never alerted this
+        period (e.g. because an admin lowered their budget after they spent); returns how
+        many. Run by the `budget_alerts` job, not at request time; the once-per-period flag
+        keeps it from repeating an alert `reserve` or `settle` already sent."""
+        from bot.db.spend_models import BudgetUsageRow
+
+        now = self._now()
+        async with self.db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        BudgetUsageRow.user_id,
+                        BudgetUsageRow.period_key,
+                        BudgetUsageRow.spent_micro_usd,
+                    ).where(
+                        BudgetUsageRow.admins_alerted.is_(False),
+                        BudgetUsageRow.spent_micro_usd > 0,
+                    )
+                )
+            ).all()
+            due: list[tuple[str, str, int, Budget]] = []
+            for (
+                user_id,
+                period_key,
+                spent,
+            ) in rows:
+                budget = await self._budget(session, user_id)
+                if period_key != self._window(now, budget).key:
+                    continue  # a past period: too late to warn about
+                if self._past_threshold(int(spent), budget):
+                    due.append((user_id, period_key, int(spent), budget))
+        sent = 0
+        for user_id, period_key, spent, budget in due:
+            async with self.db.write() as session:
+                won = await ledger.claim_flag(
+                    session, user_id=user_id, period_key=period_key, flag="admins_alerted"
+                )
+            if won:
+                sent += 1
+                await self._send_alert(_admin_alert(user_id, spent, budget))
+        return sent
+
     async def get_budget(self, user_id: str) -> Budget:
         """The budget that applies to `user_id` (`*` for the default)."""
         async with self.db.sessions() as session:
