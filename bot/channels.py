@@ -30,6 +30,7 @@ FIELDS = (
     "kb_scopes",
     "kb_top_k",
     "kb_score_floor",
+    "review_channel",
 )
 
 TEMPERATURE_MIN = 0.0
@@ -52,6 +53,8 @@ class EffectiveSettings:
     kb_scopes: tuple[str, ...]
     kb_top_k: int
     kb_score_floor: float
+    #: Where flagged and 👎 answers go for review; "" when nowhere.
+    review_channel: str = ""
     inherited: frozenset[str] = field(default_factory=frozenset)
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +72,7 @@ def builtin_defaults(settings: Settings) -> dict[str, Any]:
         "kb_scopes": (),
         "kb_top_k": DEFAULT_TOP_K,
         "kb_score_floor": DEFAULT_SCORE_FLOOR,
+        "review_channel": settings.slack.review_channel,
     }
 
 
@@ -111,6 +115,7 @@ def resolve(
         kb_scopes=tuple(values["kb_scopes"] or ()),
         kb_top_k=int(values["kb_top_k"]),
         kb_score_floor=float(values["kb_score_floor"]),
+        review_channel=str(values["review_channel"] or ""),
         inherited=frozenset(inherited),
     )
 

@@ -2,7 +2,8 @@
 
 The buttons carry `up:<answer_id>` / `down:<answer_id>`. The vote is stored with the
 answer (one per user; a new click replaces the old) and the user is thanked ephemerally
-through the action's `response_url`. A vote on an unknown answer is only logged.
+through the action's `response_url`. A vote on an unknown answer is only logged. A 👎
+also sends the answer to the review channel (`handlers.review.thumbs_down`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.db import repo
 from bot.deps import Deps
-from handlers import render
+from handlers import render, review
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
     """Listen for the feedback buttons rendered by `render.footer_blocks`."""
 
     @app.action(re.compile(f"^{render.FEEDBACK_ACTION}_(up|down)$"))
-    async def on_feedback(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_feedback(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
         vote, _, answer_id = str(action.get("value") or "").partition(":")
@@ -51,3 +55,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 )
                 return
         await respond(text=THANKS, response_type="ephemeral", replace_original=False)
+        if vote == "down" and answer_id.isdigit() and user:
+            container = body.get("container") or {}
+            await review.thumbs_down(
+                deps,
+                client,
+                answer_id=int(answer_id),
+                user_id=str(user),
+                message_ts=container.get("message_ts"),
+            )

@@ -43,7 +43,7 @@ from bot.errors import CandorError, ChannelDisabled, StorageUnavailable
 from bot.jobs.scheduler import THREAD_NOTICE
 from bot.ports import OverBudget
 from bot.spend.ledger import DuplicateCall
-from handlers import render, uploads
+from handlers import render, review, uploads
 from handlers.incoming import Incoming, parse
 from handlers.reply import Reply
 from handlers.slack_io import Indicator, SlackSurface
@@ -165,6 +165,10 @@ async def _answer_claimed(
         await indicator.stop()
         await reply.finish(result)
         status = "answered"
+        # A flagged answer goes to the review channel (never raises).
+        await review.answer_delivered(
+            deps, client, result, message_ts=reply.posted[0] if reply.posted else None
+        )
     except OverBudget as exc:
         await client.chat_postEphemeral(
             channel=incoming.channel,

@@ -11,7 +11,12 @@ Everything here is pure (no Slack client), so it is tested directly:
   into messages of about `SOFT_LIMIT` characters while they stream: at a line boundary
   once past the soft limit, mid-line only past `HARD_LIMIT`, and a code fence that is open
   at a cut is closed and reopened in the next message.
-- `footer_blocks` / `footer_text`: sources, notices and a context line (model, tokens).
+- `footer_blocks` / `footer_text`: a warning line when the answer is flagged (its main
+  reason; "I found no source" for an honest no-answer), sources, notices, a context line
+  (model, tokens), and the feedback and **Ask a human** buttons.
+- `review_blocks` / `correction_modal`: what reviewers see in the review channel (question,
+  answer, reasons, scores, a permalink, **Mark resolved** / **Write a correction**) and
+  the correction modal.
 - `defuse_pings` / `PingGuard`: a model (or a document it quotes) can write `<!channel>`,
   `<!here>`, `<!everyone>`, `<!subteam^…>` or a bare `@here`; Candor never posts them as
   live pings. They are shown with a zero-width space after the `@` (or after the `<`),
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.conversation import Answer
+from bot.review.items import CORRECTION_MAX_CHARS, ReviewItem
 
 SOFT_LIMIT = 3_500
 HARD_LIMIT = 3_900
@@ -33,6 +39,14 @@ CUT_OFF = "…(answer cut off: Candor was restarting)"
 EMPTY_ANSWER = "The model returned an empty answer; please try asking again in other words."
 GENERIC_FAILURE = "Sorry, something went wrong on Candor's side; the team has been told."
 FEEDBACK_ACTION = "candor_feedback"
+ASK_HUMAN_ACTION = "candor_ask_human"
+REVIEW_RESOLVE_ACTION = "candor_review_resolve"
+REVIEW_CORRECT_ACTION = "candor_review_correct"
+CORRECTION_MODAL = "candor_review_correction"
+CORRECTION_BLOCK = "correction"
+CORRECTION_INPUT = "text"
+KNOWLEDGE_BLOCK = "knowledge"
+KNOWLEDGE_INPUT = "add"
 
 SUGGESTED_PROMPTS: list[dict[str, str]] = [
     {"title": "Ask the knowledge base", "message": "What is our process for shipping a release?"},
@@ -276,9 +290,29 @@ def context_line(answer: Answer) -> str:
     return defuse_pings(f"{answer.model} · {tokens}")
 
 
+def warning_line(answer: Answer) -> str | None:
+    """One line naming why the answer is flagged (mrkdwn, escaped); None when it is not.
+
+    An honest "no answer found" says so, not that the answer is unreliable.
+    """
+    if not (answer.flagged or answer.no_answer):
+        return None
+    reason = answer.reasons[0].strip().rstrip(".") if answer.reasons else ""
+    if answer.no_answer:
+        line = "🔎 I found no source for this"
+        line += f" ({reason})." if reason else "."
+    else:
+        line = "⚠️ I'm not sure about this answer"
+        line += f": {reason}." if reason else "."
+    return _escape(defuse_pings(line))
+
+
 def footer_text(answer: Answer) -> str:
     """The footer as mrkdwn lines, for messages sent as plain text."""
     lines = []
+    warning = warning_line(answer)
+    if warning:
+        lines.append(warning)
     sources = sources_line(answer)
     if sources:
         lines.append(sources)
@@ -290,6 +324,15 @@ def footer_text(answer: Answer) -> str:
 def footer_blocks(answer: Answer) -> list[dict[str, Any]]:
     """The footer as Block Kit: sources, notices, a context line and feedback buttons."""
     blocks: list[dict[str, Any]] = []
+    warning = warning_line(answer)
+    if warning:
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": "candor_warning",
+                "elements": [{"type": "mrkdwn", "text": warning}],
+            }
+        )
     sources = sources_line(answer)
     if sources:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": sources}})
@@ -304,17 +347,180 @@ def footer_blocks(answer: Answer) -> list[dict[str, Any]]:
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context_line(answer)}]}
     )
     if answer.answer_id is not None:
+        elements = [
+            _button("👍 Helpful", f"up:{answer.answer_id}"),
+            _button("👎 Not helpful", f"down:{answer.answer_id}"),
+        ]
+        if answer.flagged or answer.no_answer:
+            elements.append(ask_human_button(answer.answer_id))
+        blocks.append({"type": "actions", "block_id": "candor_feedback", "elements": elements})
+    return blocks
+
+
+def ask_human_button(answer_id: int) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": "🙋 Ask a human", "emoji": True},
+        "action_id": ASK_HUMAN_ACTION,
+        "value": str(answer_id),
+    }
+
+
+# --- review ------------------------------------------------------------------------
+
+_KIND_HEADINGS = {
+    "flagged": "Flagged answer",
+    "thumbs_down": "👎 on an answer",
+    "ask_human": "Someone asked for a human",
+}
+#: Longest question / answer quoted in a review message (a section holds 3,000).
+REVIEW_QUOTE_CHARS = 1400
+
+
+def _quote(text: str, limit: int = REVIEW_QUOTE_CHARS) -> str:
+    text = text.strip() or "(empty)"
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return "\n".join("> " + line for line in _escape_plain(defuse_pings(text)).split("\n"))
+
+
+def review_text(item: ReviewItem) -> str:
+    """The plain-text fallback (and notification text) of a review message."""
+    heading = _KIND_HEADINGS.get(item.kind, "Answer to review")
+    return defuse_pings(f"{heading} in <#{item.channel_id}>: {item.question[:200]}")
+
+
+def review_blocks(
+    item: ReviewItem, permalink: str | None, *, asked_by: str | None = None
+) -> list[dict[str, Any]]:
+    """What reviewers see: question, answer, reasons, scores, a permalink, and buttons
+    while the item is open (a line saying who resolved or corrected it after)."""
+    heading = _KIND_HEADINGS.get(item.kind, "Answer to review")
+    facts = [f"*{heading}* in <#{item.channel_id}>"]
+    if item.raised_by:
+        facts.append(f"raised by <@{item.raised_by}>")
+    if item.confidence is not None:
+        facts.append(f"confidence {item.confidence:.2f}")
+    if permalink and _WEB_LINK.match(permalink):
+        facts.append(f"<{permalink}|open the thread>")
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": " · ".join(facts)}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "*Question*\n" + _quote(item.question)},
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Answer*\n" + _quote(item.answer)}},
+    ]
+    details: list[str] = []
+    if item.reasons:
+        details.append(
+            "*Why:* " + "; ".join(_escape_plain(defuse_pings(r)) for r in item.reasons[:5])
+        )
+    if item.hits:
+        scores = ", ".join(
+            f"[{h.get('index', '?')}] {_escape_plain(defuse_pings(str(h.get('title') or '')))[:60]}"
+            f" {float(h.get('score') or 0.0):.2f}"
+            for h in item.hits[:5]
+        )
+        details.append(f"*Sources and scores:* {scores}")
+    else:
+        details.append("*Sources and scores:* none retrieved")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in details]})
+    if item.is_open:
         blocks.append(
             {
                 "type": "actions",
-                "block_id": "candor_feedback",
+                "block_id": "candor_review",
                 "elements": [
-                    _button("👍 Helpful", f"up:{answer.answer_id}"),
-                    _button("👎 Not helpful", f"down:{answer.answer_id}"),
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "✅ Mark resolved", "emoji": True},
+                        "action_id": REVIEW_RESOLVE_ACTION,
+                        "value": str(item.review_id),
+                    },
+                    {
+                        "type": "button",
+                        "text": {
+                            "type": "plain_text",
+                            "text": "✏️ Write a correction",
+                            "emoji": True,
+                        },
+                        "action_id": REVIEW_CORRECT_ACTION,
+                        "value": str(item.review_id),
+                        "style": "primary",
+                    },
                 ],
             }
         )
+    else:
+        done = "✏️ Corrected" if item.status == "corrected" else "✅ Resolved"
+        who = f" by <@{item.reviewer_id}>" if item.reviewer_id else ""
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{done}{who}."}]}
+        )
     return blocks
+
+
+def correction_text(reviewer_id: str, correction: str, *, learned: bool) -> str:
+    """The correction as posted in the original thread (mrkdwn, no live pings)."""
+    text = f"✏️ *Correction from <@{reviewer_id}>:*\n{to_mrkdwn(defuse_pings(correction))}"
+    if learned:
+        text += "\n_Added to this channel's knowledge, so the next answer can cite it._"
+    return text
+
+
+def correction_modal(item: ReviewItem) -> dict[str, Any]:
+    """The modal a reviewer writes the correct answer in."""
+    question = item.question.strip() or "(question not recorded)"
+    if len(question) > 500:
+        question = question[:499] + "…"
+    return {
+        "type": "modal",
+        "callback_id": CORRECTION_MODAL,
+        "private_metadata": str(item.review_id),
+        "title": {"type": "plain_text", "text": "Write a correction"},
+        "submit": {"type": "plain_text", "text": "Post correction"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*Question*\n" + _quote(question, 500),
+                },
+            },
+            {
+                "type": "input",
+                "block_id": CORRECTION_BLOCK,
+                "label": {"type": "plain_text", "text": "The correct answer"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": CORRECTION_INPUT,
+                    "multiline": True,
+                    "max_length": CORRECTION_MAX_CHARS,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": KNOWLEDGE_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Knowledge"},
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": KNOWLEDGE_INPUT,
+                    "options": [
+                        {
+                            "text": {
+                                "type": "plain_text",
+                                "text": "Add to this channel's knowledge",
+                            },
+                            "value": "add",
+                        }
+                    ],
+                },
+            },
+        ],
+    }
 
 
 def _button(label: str, value: str) -> dict[str, Any]:

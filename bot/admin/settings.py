@@ -56,6 +56,8 @@ FIELD_ALIASES: dict[str, str] = {
     "top-k": "kb_top_k",
     "kb-floor": "kb_score_floor",
     "floor": "kb_score_floor",
+    "review-channel": "review_channel",
+    "review": "review_channel",
 }
 #: How each field is named back to admins.
 FIELD_LABELS: dict[str, str] = {
@@ -67,7 +69,9 @@ FIELD_LABELS: dict[str, str] = {
     "kb_scopes": "kb-scopes",
     "kb_top_k": "kb-top-k",
     "kb_score_floor": "kb-floor",
+    "review_channel": "review-channel",
 }
+_REVIEW_CHANNEL = re.compile(r"^(?:<#)?([CG][A-Z0-9]{2,31})(?:\|[^>]*)?>?$")
 _SCOPE_KEY = re.compile(r"^(workspace|channel:[A-Z0-9]{2,32})$")
 
 Source = Literal["channel", "workspace default", "built-in"]
@@ -281,6 +285,17 @@ def parse_enabled(raw: str) -> bool:
     raise InvalidValue("Enabled must be `on` or `off`.")
 
 
+def parse_review_channel(raw: str) -> str:
+    """A channel ID from `<#C123|name>` or `C123`: where flagged and 👎 answers go."""
+    match = _REVIEW_CHANNEL.match(raw.strip())
+    if match is None:
+        raise InvalidValue(
+            "The review channel must be a channel: pick it from Slack's #-autocomplete "
+            "or give its ID (for example `C0123ABCD`)."
+        )
+    return match.group(1)
+
+
 def parse_value(field: str, raw: str, settings: Settings) -> Any:
     """Parse `raw` for any field (used by modals, where every input is text)."""
     if field == "system_message":
@@ -299,6 +314,8 @@ def parse_value(field: str, raw: str, settings: Settings) -> Any:
         return parse_top_k(raw)
     if field == "kb_score_floor":
         return parse_score_floor(raw)
+    if field == "review_channel":
+        return parse_review_channel(raw)
     raise InvalidValue(f"`{field}` is not a setting.")
 
 

@@ -76,6 +76,8 @@ class ChannelSettingsRow(Base):
     kb_scopes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     kb_top_k: Mapped[int | None] = mapped_column(Integer, default=None)
     kb_score_floor: Mapped[float | None] = mapped_column(Float, default=None)
+    # Where this channel's flagged and 👎 answers go for review (migration 0008_review).
+    review_channel: Mapped[str | None] = mapped_column(String(32), default=None)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
 

@@ -27,6 +27,8 @@ TODAY = (
     "budget",
     "prices",
     "usage",
+    "experts",
+    "review-channel",
 )
 
 
