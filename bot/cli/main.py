@@ -14,6 +14,7 @@ hands them down; nothing below creates clients on its own.
     candor usage [--user U] [--top] [--period P]   spend tables
     candor prices show [--json]                    prices and where each comes from
     candor jobs list | run NAME                    scheduled jobs (see bot.jobs)
+    candor export finetune --out FILE.jsonl        approved answers as fine-tuning data
 
 Failures print one sentence to stderr and exit non-zero (with `--json`, an object
 `{"error": "..."}` on stdout instead); tracebacks only with `CANDOR_LOG_LEVEL=DEBUG`.
@@ -80,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     add_usage_parser(sub)
     add_prices_parser(sub)
     add_jobs_parser(sub)
+    from bot.cli.export import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 
@@ -166,6 +170,7 @@ def _commands() -> dict[str, Command]:
         "usage": run_usage,
         "prices": run_prices,
         "jobs": run_jobs,
+        "export": _export,
     }
 
 
@@ -240,6 +245,12 @@ def _print_footer(answer: Any) -> None:
         f"completion tokens{estimated} · {seconds:.1f} s]",
         file=sys.stderr,
     )
+
+
+async def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli.export import run_export
+
+    return await run_export(args, settings)
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
