@@ -45,6 +45,8 @@ def format_value(field: str, value: Any, *, short: bool = False) -> str:
         return "on" if value else "off"
     if field == "kb_scopes":
         return ", ".join(f"`{s}`" for s in value) if value else "none (channel's own)"
+    if field == "review_channel":
+        return f"<#{value}>" if value else "none"
     if field == "system_message":
         text = str(value)
         if short and len(text) > 80:

@@ -204,7 +204,7 @@ async def test_ask_a_human_mentions_the_channel_experts_in_the_thread(
 
 
 async def test_ask_a_human_without_experts_passes_it_on_to_reviewers(
-    reviewed: Candor, deps: Deps, fake_llm: FakeOpenAIServer
+    reviewed: Candor, deps: Deps, fake_llm: FakeOpenAIServer, verdicts: list[dict[str, Any]]
 ) -> None:
     fake_llm.enqueue("Ask facilities.")
     mention = await ask(reviewed, "where is the spare key?")
@@ -348,3 +348,48 @@ async def test_an_empty_correction_is_refused_in_the_modal(
     assert status == 200
     assert json.loads(body)["response_action"] == "errors"
     assert (await review_of(deps, answer.id)).status == "open"  # type: ignore[union-attr]
+
+
+async def test_a_channel_review_channel_overrides_the_workspace_one(
+    reviewed: Candor, deps: Deps, fake_llm: FakeOpenAIServer, verdicts: list[dict[str, Any]]
+) -> None:
+    said = await set_experts(reviewed, "review-channel <#CREV2|eng-review> <#C1|eng>")
+    assert "CREV2" in said
+    assert "review-channel: <#CREV2>" in await set_experts(reviewed, "config show <#C1|eng>")
+    async with deps.db.sessions() as session:
+        audited = (
+            await session.execute(select(AuditRow).where(AuditRow.action == "review-channel"))
+        ).scalar_one()
+    assert audited.after == {"review_channel": "CREV2"}
+
+    verdicts.append({"flagged": True, "reasons": ["the model was unsure"]})
+    fake_llm.enqueue("Perhaps.")
+    await ask(reviewed, "is it Friday?")
+    await reviewed.slack.wait_until(
+        lambda: any(
+            c.get("channel") == "CREV2" for c in reviewed.slack.calls_to("chat.postMessage")
+        ),
+        what="post to the channel's review channel",
+    )
+    assert review_posts(reviewed) == []  # not the workspace's
+
+
+async def test_the_confidence_core_flags_an_uncited_answer_over_nothing_and_it_reaches_review(
+    reviewed: Candor, deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    """No seam: the real core scores an answer that cites nothing over an empty retrieval."""
+    fake_llm.enqueue("Django migrations run with manage.py migrate.")
+    await ask(reviewed, "how do I migrate Django?")
+
+    answer = await last_answer(deps)
+    assert answer.flagged
+    blocks = final_blocks(reviewed)
+    warning = [b for b in blocks if b.get("block_id") == "candor_warning"]
+    assert len(warning) == 1
+    assert render.ASK_HUMAN_ACTION in action_ids(blocks)
+    await reviewed.slack.wait_until(lambda: len(review_posts(reviewed)) == 1, what="review post")
+    row = await review_of(deps, answer.id)
+    assert row is not None and row.reasons  # the core's reasons travel with the item
+    assert row.reasons[0] in json.dumps(
+        blocks_of(review_posts(reviewed)[0].body), ensure_ascii=False
+    )
