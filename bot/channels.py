@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.confidence import DEFAULT_FLAG_THRESHOLD
 from bot.db import repo
 from bot.db.models import ChannelSettingsRow
 from bot.settings import Settings
@@ -30,6 +31,9 @@ FIELDS = (
     "kb_scopes",
     "kb_top_k",
     "kb_score_floor",
+    "strict",
+    "judge_model",
+    "flag_threshold",
     "review_channel",
 )
 
@@ -55,6 +59,12 @@ class EffectiveSettings:
     kb_score_floor: float
     #: Where flagged and 👎 answers go for review; "" when nowhere.
     review_channel: str = ""
+    #: No LLM call when no source clears the floor: "no source covers this" instead.
+    strict: bool = False
+    #: A cheap model asked "do the sources support this answer?" after each answer (None: off).
+    judge_model: str | None = None
+    #: Answers under this confidence are flagged.
+    flag_threshold: float = DEFAULT_FLAG_THRESHOLD
     inherited: frozenset[str] = field(default_factory=frozenset)
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +82,9 @@ def builtin_defaults(settings: Settings) -> dict[str, Any]:
         "kb_scopes": (),
         "kb_top_k": DEFAULT_TOP_K,
         "kb_score_floor": DEFAULT_SCORE_FLOOR,
+        "strict": False,
+        "judge_model": None,
+        "flag_threshold": DEFAULT_FLAG_THRESHOLD,
         "review_channel": settings.slack.review_channel,
     }
 
@@ -115,9 +128,18 @@ def resolve(
         kb_scopes=tuple(values["kb_scopes"] or ()),
         kb_top_k=int(values["kb_top_k"]),
         kb_score_floor=float(values["kb_score_floor"]),
+        strict=bool(values["strict"]),
+        judge_model=_judge(values["judge_model"]),
+        flag_threshold=float(values["flag_threshold"]),
         review_channel=str(values["review_channel"] or ""),
         inherited=frozenset(inherited),
     )
+
+
+def _judge(value: Any) -> str | None:
+    """`off` (stored to switch off a judge the workspace default turned on) means none."""
+    name = str(value or "").strip()
+    return None if not name or name.lower() == "off" else name
 
 
 async def load_effective(

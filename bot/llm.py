@@ -16,6 +16,10 @@ Usage comes from the server (`stream_options={"include_usage": True}`); when a s
 sends none while streaming, we count the tokens ourselves and mark the usage
 `estimated=True`, so the ledger can tell the two apart.
 
+Token logprobs, when asked for and sent (streaming or not), come back in
+`ChatResult.token_logprobs`, and the first token's alternatives in `first_top_logprobs`:
+`bot.confidence` reads them.
+
 Every LLM failure becomes an `LLMError` subclass whose `user_message` is the one sentence
 a person sees; the original exception is logged, never shown (it may carry secrets). A
 failure after text arrived carries that text in `partial_text`, so the caller can bill
@@ -103,6 +107,8 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int = 1024
     logprobs: bool = False
+    #: With `logprobs`: how many alternatives per token to ask for (a judge reads "yes"/"no").
+    top_logprobs: int | None = None
     stream: bool = True
     #: The whole call's deadline in seconds (None: only the client's per-read timeout).
     deadline_seconds: float | None = None
@@ -115,6 +121,8 @@ class ChatResult:
     usage: Usage
     finish_reason: str | None = None
     token_logprobs: list[float] = field(default_factory=list)
+    #: The first token's alternatives (token -> logprob), when `top_logprobs` was asked.
+    first_top_logprobs: dict[str, float] = field(default_factory=dict)
     first_token_seconds: float | None = None
     total_seconds: float = 0.0
 
@@ -239,6 +247,8 @@ class LLMGateway:
             params["max_tokens"] = request.max_tokens
         if request.logprobs and not is_reasoning_model(request.model):
             params["logprobs"] = True
+            if request.top_logprobs:
+                params["top_logprobs"] = request.top_logprobs
         if request.stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
@@ -285,8 +295,10 @@ class LLMGateway:
         choice = response.choices[0]
         text = choice.message.content or ""
         logprobs: list[float] = []
+        top: dict[str, float] = {}
         if choice.logprobs is not None and choice.logprobs.content:
             logprobs = [t.logprob for t in choice.logprobs.content]
+            top = _alternatives(choice.logprobs.content[0])
         usage = self._usage_from(response.usage, request, text)
         usage = replace(usage, service_tier=getattr(response, "service_tier", None))
         return ChatResult(
@@ -295,6 +307,7 @@ class LLMGateway:
             usage=usage,
             finish_reason=choice.finish_reason,
             token_logprobs=logprobs,
+            first_top_logprobs=top,
         )
 
     async def _stream(
@@ -307,6 +320,7 @@ class LLMGateway:
     ) -> ChatResult:
         stream = await self.client.chat.completions.create(**params)
         logprobs: list[float] = []
+        top: dict[str, float] = {}
         usage_obj: Any = None
         tier: str | None = None
         finish: str | None = None
@@ -325,6 +339,8 @@ class LLMGateway:
                     if choice.finish_reason:
                         finish = choice.finish_reason
                     if choice.logprobs is not None and choice.logprobs.content:
+                        if not logprobs:
+                            top = _alternatives(choice.logprobs.content[0])
                         logprobs.extend(t.logprob for t in choice.logprobs.content)
                     delta = choice.delta.content if choice.delta is not None else None
                     if delta:
@@ -357,6 +373,7 @@ class LLMGateway:
             usage=usage,
             finish_reason=finish,
             token_logprobs=logprobs,
+            first_top_logprobs=top,
             first_token_seconds=first,
         )
 
@@ -375,3 +392,8 @@ class LLMGateway:
             cached_tokens=int(getattr(prompt_details, "cached_tokens", 0) or 0),
             reasoning_tokens=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
         )
+
+
+def _alternatives(token: Any) -> dict[str, float]:
+    """A token's `top_logprobs` as {token: logprob} (empty when the server sent none)."""
+    return {t.token: t.logprob for t in getattr(token, "top_logprobs", None) or []}

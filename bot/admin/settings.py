@@ -56,6 +56,11 @@ FIELD_ALIASES: dict[str, str] = {
     "top-k": "kb_top_k",
     "kb-floor": "kb_score_floor",
     "floor": "kb_score_floor",
+    "strict": "strict",
+    "judge": "judge_model",
+    "judge-model": "judge_model",
+    "flag-threshold": "flag_threshold",
+    "threshold": "flag_threshold",
     "review-channel": "review_channel",
     "review": "review_channel",
 }
@@ -69,6 +74,9 @@ FIELD_LABELS: dict[str, str] = {
     "kb_scopes": "kb-scopes",
     "kb_top_k": "kb-top-k",
     "kb_score_floor": "kb-floor",
+    "strict": "strict",
+    "judge_model": "judge",
+    "flag_threshold": "flag-threshold",
     "review_channel": "review-channel",
 }
 _REVIEW_CHANNEL = re.compile(r"^(?:<#)?([CG][A-Z0-9]{2,31})(?:\|[^>]*)?>?$")
@@ -296,6 +304,33 @@ def parse_review_channel(raw: str) -> str:
     return match.group(1)
 
 
+def parse_strict(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise InvalidValue("Strict mode must be `on` or `off`.")
+
+
+def parse_judge(raw: str, settings: Settings) -> str:
+    """A judge model name, or `off` (stored as is: it overrides a workspace default)."""
+    if raw.strip().lower() in ("off", "none", "no", "false"):
+        return "off"
+    return parse_model(raw, settings)
+
+
+def parse_flag_threshold(raw: str) -> float:
+    message = "The flag threshold must be a number from 0 to 1 (for example 0.5)."
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidValue(message) from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise InvalidValue(message)
+    return value
+
+
 def parse_value(field: str, raw: str, settings: Settings) -> Any:
     """Parse `raw` for any field (used by modals, where every input is text)."""
     if field == "system_message":
@@ -314,6 +349,12 @@ def parse_value(field: str, raw: str, settings: Settings) -> Any:
         return parse_top_k(raw)
     if field == "kb_score_floor":
         return parse_score_floor(raw)
+    if field == "strict":
+        return parse_strict(raw)
+    if field == "judge_model":
+        return parse_judge(raw, settings)
+    if field == "flag_threshold":
+        return parse_flag_threshold(raw)
     if field == "review_channel":
         return parse_review_channel(raw)
     raise InvalidValue(f"`{field}` is not a setting.")

@@ -13,6 +13,7 @@ hands them down; nothing below creates clients on its own.
     candor kb add|list|remove|search|reindex       the knowledge base
     candor usage [--user U] [--top] [--period P]   spend tables
     candor prices show [--json]                    prices and where each comes from
+    candor eval FILE.jsonl [--channel C] [--json]  how well the confidence flags answers
     candor jobs list | run NAME                    scheduled jobs (see bot.jobs)
     candor export finetune --out FILE.jsonl        approved answers as fine-tuning data
 
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--host", default="127.0.0.1")
 
     from bot.cli.jobs import add_jobs_parser
+    from bot.cli.eval import add_eval_parser
     from bot.cli.kb import add_kb_parser
     from bot.cli.prices import add_prices_parser
     from bot.cli.usage import add_usage_parser
@@ -80,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     add_kb_parser(sub)
     add_usage_parser(sub)
     add_prices_parser(sub)
+    add_eval_parser(sub)
     add_jobs_parser(sub)
     from bot.cli.export import add_export_parser
 
@@ -141,7 +144,7 @@ class _OneLineFormatter(logging.Formatter):
 
 def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
     level = settings.candor.log_level
-    terminal = args.command in ("chat", "kb", "usage", "manifest", "db", "prices", "jobs")
+    terminal = args.command in ("chat", "kb", "usage", "manifest", "db", "prices", "eval", "jobs")
     if terminal and "CANDOR_LOG_LEVEL" not in os.environ:
         level = "WARNING"  # keep the terminal for the answer; opt in to more with the variable
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -156,6 +159,7 @@ def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
 
 def _commands() -> dict[str, Command]:
     from bot.cli.jobs import run_jobs
+    from bot.cli.eval import run_eval
     from bot.cli.kb import run_kb
     from bot.cli.prices import run_prices
     from bot.cli.usage import run_usage
@@ -169,6 +173,7 @@ def _commands() -> dict[str, Command]:
         "kb": run_kb,
         "usage": run_usage,
         "prices": run_prices,
+        "eval": run_eval,
         "jobs": run_jobs,
         "export": _export,
     }

@@ -76,6 +76,11 @@ class ChannelSettingsRow(Base):
     kb_scopes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     kb_top_k: Mapped[int | None] = mapped_column(Integer, default=None)
     kb_score_floor: Mapped[float | None] = mapped_column(Float, default=None)
+    # Confidence (migration 0007_confidence): strict mode, the judge model ("off" turns
+    # off a judge the default set), the flag threshold.
+    strict: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    judge_model: Mapped[str | None] = mapped_column(String(128), default=None)
+    flag_threshold: Mapped[float | None] = mapped_column(Float, default=None)
     # Where this channel's flagged and 👎 answers go for review (migration 0008_review).
     review_channel: Mapped[str | None] = mapped_column(String(32), default=None)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -161,4 +166,7 @@ class AnswerRow(Base):
     hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     confidence: Mapped[float | None] = mapped_column(Float, default=None)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why the confidence is what it is (main reason first), and the raw signals behind it.
+    reasons: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    signals: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

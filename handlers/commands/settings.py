@@ -1,4 +1,6 @@
-"""`/candor config|system|temperature|model|max-tokens|enable|disable|reset`: channel settings.
+"""`/candor config|system|temperature|model|max-tokens|strict|judge|flag-threshold|enable|disable|reset`.
+
+Channel settings.
 
 Values are validated by `bot.admin.settings` and written (with an audit row) by
 `bot.admin.service`; this module only reads arguments and renders the result. It also handles the
@@ -128,6 +130,25 @@ def _toggle(enabled: bool) -> Handler:
     return cmd
 
 
+async def cmd_strict(call: Invocation) -> str:
+    target = await pop_target(call)
+    value = validate.parse_strict(one_value(call, "/candor strict on|off [#channel]"))
+    return await set_values(call, target, "strict", {"strict": value})
+
+
+async def cmd_judge(call: Invocation) -> str:
+    target = await pop_target(call)
+    raw = one_value(call, "/candor judge off|MODEL [#channel]")
+    value = validate.parse_judge(raw, call.deps.settings)
+    return await set_values(call, target, "judge", {"judge_model": value})
+
+
+async def cmd_flag_threshold(call: Invocation) -> str:
+    target = await pop_target(call)
+    value = validate.parse_flag_threshold(one_value(call, "/candor flag-threshold X [#channel]"))
+    return await set_values(call, target, "flag-threshold", {"flag_threshold": value})
+
+
 async def cmd_reset(call: Invocation) -> str:
     target = await pop_target(call)
     if not call.args:
@@ -165,6 +186,24 @@ SUBCOMMANDS = (
         ("max-tokens N [#channel]",),
         cmd_max_tokens,
         f"longest answer, {validate.MAX_TOKENS_MIN}–{validate.MAX_TOKENS_MAX}",
+    ),
+    Subcommand(
+        "strict",
+        ("strict on|off [#channel]",),
+        cmd_strict,
+        "answer only from sources: no source, no LLM call",
+    ),
+    Subcommand(
+        "judge",
+        ("judge off|MODEL [#channel]",),
+        cmd_judge,
+        "a cheap model checks each answer against its sources (billed)",
+    ),
+    Subcommand(
+        "flag-threshold",
+        ("flag-threshold X [#channel]",),
+        cmd_flag_threshold,
+        "answers under this confidence (0–1) are flagged",
     ),
     Subcommand("enable", ("enable [#channel]",), _toggle(True), "turn Candor on there"),
     Subcommand("disable", ("disable [#channel]",), _toggle(False), "turn Candor off there"),

@@ -14,6 +14,13 @@ Scripted failures: `enqueue_error(429)` (with Retry-After: 0), `enqueue_error(50
 seconds before each piece (a slow server that never trips a per-read timeout), and
 `cut_after=2` drops the connection after that many pieces (no finish, no usage, no
 `[DONE]`).
+
+Logprobs (sent when the request asks for them): `logprob=-0.05` for every token, or
+`logprobs=[-0.1, -2.3, ...]` one per piece (streaming) / per word (whole answer), and
+`top_logprobs={"yes": -0.1, "no": -2.4}` as the first token's alternatives (what a judge
+reads); `no_logprobs=True` plays a server that never sends them. `FakeOpenAIServer(
+restate=True)` answers every unscripted request by restating the question (the last user
+message) and citing [1], the setting in which confidence is evaluated.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ class Scripted:
     trickle: float = 0.0
     cut_after: int | None = None
     service_tier: str | None = None  # sent back as the response's `service_tier`
+    logprobs: list[float] | None = None  # one per token (piece when streaming, else word)
+    top_logprobs: dict[str, float] | None = None  # the first token's alternatives
+    no_logprobs: bool = False  # a server that never returns logprobs
 
 
 @dataclass
@@ -54,6 +64,7 @@ class FakeOpenAIServer:
 
     default_text: str = "This is the fake model's answer."
     delay: float = 0.0
+    restate: bool = False  # unscripted replies restate the question and cite [1]
     requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_requests: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
@@ -116,7 +127,12 @@ class FakeOpenAIServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
-        script = self._queue.popleft() if self._queue else Scripted(text=self.default_text)
+        if self._queue:
+            script = self._queue.popleft()
+        elif self.restate:
+            script = Scripted(text=restated(body))
+        else:
+            script = Scripted(text=self.default_text)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -162,12 +178,9 @@ class FakeOpenAIServer:
 
     def _completion(self, body: dict[str, Any], script: Scripted) -> dict[str, Any]:
         logprobs = None
-        if body.get("logprobs"):
+        if body.get("logprobs") and not script.no_logprobs:
             logprobs = {
-                "content": [
-                    {"token": w, "logprob": script.logprob, "bytes": None, "top_logprobs": []}
-                    for w in script.text.split()
-                ]
+                "content": [_token(script, i, w) for i, w in enumerate(script.text.split())]
             }
         return {
             "id": "chatcmpl-fake",
@@ -215,17 +228,8 @@ class FakeOpenAIServer:
                 delta["role"] = "assistant"
                 first = False
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
-            if body.get("logprobs"):
-                choice["logprobs"] = {
-                    "content": [
-                        {
-                            "token": piece,
-                            "logprob": script.logprob,
-                            "bytes": None,
-                            "top_logprobs": [],
-                        }
-                    ]
-                }
+            if body.get("logprobs") and not script.no_logprobs:
+                choice["logprobs"] = {"content": [_token(script, n, piece)]}
             await response.write(_sse({**base, "choices": [choice]}))
         await response.write(
             _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
@@ -265,6 +269,28 @@ def fake_embedding(text: str, dims: int = 64) -> list[float]:
         vector[digest[0] % dims] += 1.0
     norm = sum(v * v for v in vector) ** 0.5 or 1.0
     return [v / norm for v in vector]
+
+
+def _token(script: Scripted, n: int, token: str) -> dict[str, Any]:
+    """One token's logprob entry, as scripted."""
+    values = script.logprobs
+    logprob = values[min(n, len(values) - 1)] if values else script.logprob
+    top = []
+    if n == 0 and script.top_logprobs:
+        top = [
+            {"token": t, "logprob": lp, "bytes": None} for t, lp in script.top_logprobs.items()
+        ]
+    return {"token": token, "logprob": logprob, "bytes": None, "top_logprobs": top}
+
+
+def restated(body: dict[str, Any]) -> str:
+    """The question (the last user message) restated, citing source [1]."""
+    question = ""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            question = message["content"]
+            break
+    return f"{question.strip().rstrip('?.!')} [1]."
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
