@@ -172,6 +172,16 @@ class CandorSettings(BaseSettings):
     jobs_retention_cron: str = "30 3 * * *"
     # Channel ID for the daily usage digest; empty uses SLACK_REVIEW_CHANNEL.
     digest_channel: str = ""
+    # Log lines as text (for people) or json (one object per line, for log pipelines).
+    log_format: Literal["text", "json"] = "text"
+    # Include message text in logs (off: only ids, never what people wrote).
+    log_content: bool = False
+    # Socket Mode: port for /healthz, /readyz and /metrics (0 = none). HTTP mode serves
+    # them on the Slack port.
+    health_port: int = Field(default=0, ge=0, le=65535)
+    # How many replicas run (the deployment sets it). Above 1, DATABASE_URL must name
+    # Postgres and QDRANT_URL a Qdrant server, or Candor refuses to start.
+    replicas: int = Field(default=1, ge=1)
 
     @field_validator("default_model")
     @classmethod
@@ -208,6 +218,11 @@ class CandorSettings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("unknown time zone") from None
         return value.strip()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

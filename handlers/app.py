@@ -6,7 +6,14 @@ handler registered, and the `SlackSurface` the handlers share. Then either:
 
 - `start_socket()`: Socket Mode over aiohttp (no public URL; the laptop default), or
 - `start_http(port)`: an aiohttp server with `POST /slack/events` (Events API, slash
-  commands and interactivity all arrive here, signed) and `GET /healthz`.
+  commands and interactivity all arrive here, signed), `GET /healthz` (liveness),
+  `GET /readyz` (database reachable and migrated, knowledge store reachable) and
+  `GET /metrics` (Prometheus).
+
+In Socket Mode, `start_health(port)` serves the same three GET routes on
+`CANDOR_HEALTH_PORT`, so a container health check and a Prometheus scrape work in both
+modes. Every Slack request is counted by type and, in HTTP mode, its ack time measured;
+the log lines of handling it carry its event, channel and user ids.
 
 `shutdown(grace)` stops taking new events (the listening socket closes, the WebSocket
 disconnects, and a request that still slips in gets 503 so Slack retries elsewhere), lets
@@ -17,7 +24,10 @@ Tests build the runtime the same way and start HTTP on port 0.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -31,6 +41,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
 from bot.jobs.digests import ADMIN_POSTER
+from bot.observability.health import readiness
+from bot.observability.logs import set_log_context
+from bot.observability.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.settings import Settings
 from handlers import register_all
 from handlers.slack_io import SlackSurface
@@ -39,6 +52,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 
 
 def build_client(settings: Settings) -> AsyncWebClient:
@@ -62,8 +77,95 @@ def build_app(deps: Deps, client: AsyncWebClient) -> AsyncApp:
         signing_secret=secret.get_secret_value() if secret else "",
         process_before_response=False,
     )
+    metrics: Metrics | None = deps.extras.get(METRICS)
+
+    async def observe(body: dict[str, Any], next: Callable[[], Awaitable[Any]]) -> Any:
+        kind, ids = _request_kind(body)
+        if metrics is not None:
+            metrics.event_received(kind)
+        # Tasks the handlers start copy this context: their log lines carry the ids.
+        set_log_context(**ids)
+        return await next()
+
+    app.middleware(observe)
     register_all(app, deps)
     return app
+
+
+def _request_kind(body: dict[str, Any]) -> tuple[str, dict[str, str | None]]:
+    """The request's type for metrics (`app_mention`, `block_actions`, `/candor`, ...) and
+    its ids for logs."""
+    event = body.get("event") if isinstance(body.get("event"), dict) else None
+    if event is not None:
+        channel = event.get("channel")
+        ids = {
+            "event_id": body.get("event_id"),
+            "channel": channel if isinstance(channel, str) else None,
+            "user": event.get("user") if isinstance(event.get("user"), str) else None,
+        }
+        return str(event.get("type") or "event"), ids
+    if body.get("command"):
+        ids = {"channel": body.get("channel_id"), "user": body.get("user_id")}
+        return str(body["command"]), ids
+    user = body.get("user")
+    user_id = user.get("id") if isinstance(user, dict) else None
+    return str(body.get("type") or "unknown"), {"user": user_id}
+
+
+def _instrument_answers(deps: Deps, metrics: Metrics) -> None:
+    """Count answers, their latency, flags, refusals and errors, and answers in flight.
+
+    The manager's `reply` is wrapped here (the composition of the Slack surface) rather
+    than by calls inside the conversation path, which other work is changing; billed
+    tokens and cost come from the spend ledger's `on_billed`.
+    """
+    from bot.errors import CandorError
+    from bot.ports import OverBudget
+    from bot.spend.guard import SpendLedger
+
+    manager = deps.manager
+    if getattr(manager, "_candor_metrics", False):
+        return
+    reply = manager.reply
+
+    async def measured(*args: Any, **kwargs: Any) -> Any:
+        metrics.answer_started()
+        try:
+            answer = await reply(*args, **kwargs)
+        except OverBudget:
+            metrics.answer_failed("over_budget")
+            raise
+        except CandorError as exc:
+            metrics.answer_failed(type(exc).__name__)
+            raise
+        except BaseException as exc:
+            metrics.answer_failed("cancelled" if not isinstance(exc, Exception) else "unexpected")
+            raise
+        timings = answer.timings or {}
+        total = timings.get("total_ms")
+        first = timings.get("first_token_ms")
+        metrics.answer_done(
+            model=answer.model,
+            flagged=answer.flagged,
+            total_seconds=total / 1000 if total is not None else None,
+            first_token_seconds=first / 1000 if first is not None else None,
+        )
+        return answer
+
+    setattr(manager, "reply", measured)  # noqa: B010 - an instance attribute, on purpose
+    setattr(manager, "_candor_metrics", True)  # noqa: B010
+    if isinstance(deps.spend, SpendLedger):
+
+        def billed(model: str, usage: Any, cost: int) -> None:
+            metrics.llm_usage(
+                model=model,
+                prompt_tokens=usage.prompt_tokens,
+                cached_tokens=usage.cached_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_micro_usd=cost,
+            )
+
+        deps.spend.on_billed = billed
 
 
 def _route_spend_alerts(deps: Deps, client: AsyncWebClient) -> None:
@@ -122,6 +224,8 @@ class SlackRuntime:
     port: int | None = None
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
+    _health_runner: web.AppRunner | None = None
+    health_port: int | None = None
     _socket: AsyncSocketModeHandler | None = None
     _stopped: bool = field(default=False)
 
@@ -134,6 +238,8 @@ class SlackRuntime:
         _route_spend_alerts(deps, client)
         _attach_directory(deps, client)
         deps.extras[ADMIN_POSTER] = SlackAdminPoster(client)
+        metrics = deps.extras.setdefault(METRICS, Metrics())
+        _instrument_answers(deps, metrics)
         return cls(deps=deps, client=client, app=build_app(deps, client), surface=surface)
 
     # --- HTTP ------------------------------------------------------------------------
@@ -141,8 +247,25 @@ class SlackRuntime:
     def web_app(self) -> web.Application:
         web_app = web.Application()
         web_app.router.add_post(EVENTS_PATH, self._events)
-        web_app.router.add_get(HEALTH_PATH, self._health)
+        self._add_probes(web_app)
         return web_app
+
+    def _add_probes(self, web_app: web.Application) -> None:
+        web_app.router.add_get(HEALTH_PATH, self._health)
+        web_app.router.add_get(READY_PATH, self._ready)
+        web_app.router.add_get(METRICS_PATH, self._metrics)
+
+    async def start_health(self, port: int, host: str = "0.0.0.0") -> int:
+        """Socket Mode: serve /healthz, /readyz and /metrics on `port`; returns the port."""
+        web_app = web.Application()
+        self._add_probes(web_app)
+        self._health_runner = web.AppRunner(web_app, access_log=None)
+        await self._health_runner.setup()
+        site = web.TCPSite(self._health_runner, host, port)
+        await site.start()
+        self.health_port = int(self._health_runner.addresses[0][1])
+        log.info("Health and metrics on http://%s:%d", host, self.health_port)
+        return self.health_port
 
     async def start_http(self, port: int, host: str = "0.0.0.0") -> int:
         """Serve Slack's HTTP requests on `port` (0 picks one); returns the bound port."""
@@ -157,8 +280,24 @@ class SlackRuntime:
     async def _events(self, request: web.Request) -> web.Response:
         if not self.surface.accepting:
             return web.Response(status=503, text="Candor is restarting")
+        started = time.perf_counter()
         bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        metrics: Metrics | None = self.deps.extras.get(METRICS)
+        if metrics is not None:
+            metrics.acked(time.perf_counter() - started)
         return await to_aiohttp_response(bolt_response)
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        if not self.surface.accepting:
+            return web.json_response({"ok": False, "checks": {"slack": "stopping"}}, status=503)
+        ready = await readiness(self.deps)
+        return web.json_response(
+            {"ok": ready.ok, "checks": ready.checks}, status=200 if ready.ok else 503
+        )
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        metrics: Metrics = self.deps.extras.setdefault(METRICS, Metrics())
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _health(self, _request: web.Request) -> web.Response:
         status = 200 if self.surface.accepting else 503
@@ -191,4 +330,6 @@ class SlackRuntime:
             log.warning("Cut off %d answers still running after %.0f s", cut, grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._health_runner is not None:
+            await self._health_runner.cleanup()
         await self.surface.close()

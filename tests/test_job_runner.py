@@ -18,8 +18,9 @@ from bot.db.job_models import JobStateRow
 from bot.db.models import ProcessedEventRow
 from bot.deps import Deps
 from bot.jobs import lease
+from bot.jobs.job import Job
 from bot.jobs.registry import registered_jobs
-from bot.jobs.runner import Job, JobRunner, build_scheduler, next_fire
+from bot.jobs.runner import JobRunner, build_scheduler, next_fire
 
 
 class Counter:

@@ -8,6 +8,7 @@ hands them down; nothing below creates clients on its own.
     candor chat --once "question" [--json]         one answer, for scripts
     candor serve [--http --port N]                 the Slack app (Socket Mode or HTTP)
     candor db upgrade                              apply database migrations
+    candor db check [--wait S]                     exit 0 once the database is migrated
     candor manifest [--http --url URL]             print the Slack app manifest
     candor local-llm [--port N]                    serve the bundled tiny model offline
     candor kb add|list|remove|search|reindex       the knowledge base
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply all migrations")
     db_sub.add_parser("current", help="print the current revision")
+    check = db_sub.add_parser("check", help="exit 0 only when the database is fully migrated")
+    check.add_argument("--wait", type=float, default=0, help="seconds to keep waiting for it")
 
     manifest = sub.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--http", action="store_true")
@@ -148,10 +151,14 @@ def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
     if terminal and "CANDOR_LOG_LEVEL" not in os.environ:
         level = "WARNING"  # keep the terminal for the answer; opt in to more with the variable
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    handler = logging.StreamHandler()
+    handler: logging.Handler = logging.StreamHandler()
     # A command run in a terminal shows sentences; `serve` keeps tracebacks for operators.
     quiet = terminal and level != "DEBUG"
     handler.setFormatter(_OneLineFormatter(fmt) if quiet else logging.Formatter(fmt))
+    if settings.candor.log_format == "json":
+        from bot.observability.logs import json_handler
+
+        handler = json_handler(settings)  # one JSON object per line, secrets redacted
     logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("alembic", "httpx", "httpx2", "openai._base_client"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -266,20 +273,39 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _db(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.db.engine import current_revision, database_error, describe_url, upgrade
+    from bot.db.engine import (
+        current_revision,
+        database_error,
+        describe_url,
+        head_revision,
+        upgrade,
+    )
     from bot.deps import open_checked_database
 
     db = open_checked_database(settings)
+    head = head_revision()
+    waited = 0.0
     try:
-        if args.db_command == "upgrade":
-            await upgrade(db)
-        revision = await current_revision(db)
-    except Exception as exc:
-        where = describe_url(settings.database_url)
-        raise database_error(exc, where, sqlite=db.is_sqlite) from None
+        while True:
+            try:
+                if args.db_command == "upgrade":
+                    await upgrade(db)
+                revision = await current_revision(db)
+            except Exception as exc:
+                if args.db_command != "check" or waited >= args.wait:
+                    where = describe_url(settings.database_url)
+                    raise database_error(exc, where, sqlite=db.is_sqlite) from None
+                revision = None
+            if args.db_command != "check" or revision == head or waited >= args.wait:
+                break
+            await asyncio.sleep(2)  # an init container waiting for the migration Job
+            waited += 2
     finally:
         await db.dispose()
     print(f"database at revision {revision}")
+    if args.db_command == "check" and revision != head:
+        print(f"candor: the database is not migrated to {head}; run `candor db upgrade`.")
+        return 1
     return 0
 
 

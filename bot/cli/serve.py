@@ -8,7 +8,9 @@ SIGTERM / SIGINT. Shutdown stops taking events, lets answers in flight finish fo
 
 Transport choice: Socket Mode (the default; needs `SLACK_APP_TOKEN`) unless `--http` is
 given, which serves the Events API on `--port` (and needs `SLACK_SIGNING_SECRET`). A missing
-secret is a `ConfigError` naming it, before anything is built.
+secret is a `ConfigError` naming it, before anything is built, and so is
+`CANDOR_REPLICAS` > 1 on the embedded stores. HTTP mode serves `/healthz`, `/readyz` and
+`/metrics` on `--port`; Socket Mode on `CANDOR_HEALTH_PORT` when it is set.
 """
 
 from __future__ import annotations
@@ -20,12 +22,34 @@ import time
 
 from bot.deps import build_deps
 from bot.jobs.runner import JobRunner, build_scheduler
-from bot.settings import Settings
+from bot.observability.metrics import METRICS, Metrics
+from bot.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
 #: Kubernetes sends SIGKILL 30 s after SIGTERM by default; leave room to close.
 DEFAULT_GRACE_SECONDS = 20.0
+
+
+def check_replicas(settings: Settings) -> None:
+    """Refuse several replicas on the embedded stores (`ConfigError`, one sentence).
+
+    With an empty `DATABASE_URL` or `QDRANT_URL`, each replica would keep its own SQLite file
+    and vector store: answers twice, budgets per replica, jobs on every replica.
+    """
+    n = settings.candor.replicas
+    if n <= 1:
+        return
+    if not settings.db.url or settings.database_url.startswith("sqlite"):
+        raise ConfigError(
+            f"CANDOR_REPLICAS is {n}, but DATABASE_URL is not a shared Postgres database: "
+            "each replica would keep its own SQLite file; set DATABASE_URL or run one replica."
+        )
+    if not settings.qdrant.url:
+        raise ConfigError(
+            f"CANDOR_REPLICAS is {n}, but QDRANT_URL is empty: each replica would keep its "
+            "own embedded vector store; set QDRANT_URL to a Qdrant server or run one replica."
+        )
 
 
 def required_secrets(settings: Settings, *, http: bool) -> tuple[str, ...]:
@@ -49,10 +73,13 @@ async def serve(
     started = time.perf_counter()
     names = required_secrets(settings, http=http)
     settings.require(*names)  # ConfigError: one sentence naming the missing secret
+    check_replicas(settings)
     use_socket = not http
     deps = await build_deps(settings)
+    metrics = Metrics()
+    deps.extras[METRICS] = metrics
     runtime = SlackRuntime.build(deps)
-    runner = JobRunner(deps)
+    runner = JobRunner(deps, observer=metrics.job_run)
     scheduler = build_scheduler(runner) if settings.candor.jobs_enabled else None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,6 +94,8 @@ async def serve(
         if use_socket:
             assert settings.slack.app_token is not None
             await runtime.start_socket(settings.slack.app_token.get_secret_value())
+            if settings.candor.health_port:
+                await runtime.start_health(settings.candor.health_port)
         else:
             await runtime.start_http(port)
         if scheduler is not None:

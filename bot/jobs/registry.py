@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bot.deps import Deps
 from bot.jobs.digests import budget_alerts, usage_digest
-from bot.jobs.runner import Job
+from bot.jobs.job import Job
 from bot.jobs.scheduler import (
     prune_events,
     prune_history,

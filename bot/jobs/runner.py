@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -40,30 +40,16 @@ from bot.db.engine import Database
 from bot.db.job_models import JobStateRow
 from bot.deps import Deps
 from bot.jobs import lease
+from bot.jobs.job import Job
 from bot.jobs.lease import LeaseInfo
+from bot.jobs.registry import registered_jobs
 
 log = logging.getLogger(__name__)
 
-JobFn = Callable[[Deps], Awaitable[object]]
-OFF = "off"
 _ERROR_CHARS = 300
 
 #: Called after each run with (job name, ok); observability counts runs through it.
 RunObserver = Callable[[str, bool], None]
-
-
-@dataclass(frozen=True)
-class Job:
-    """A scheduled job: its name, what it runs, when, and one line on what it does."""
-
-    name: str
-    run: JobFn
-    cron: str
-    about: str
-
-    @property
-    def enabled(self) -> bool:
-        return self.cron.strip().lower() != OFF
 
 
 @dataclass(frozen=True)
@@ -136,8 +122,6 @@ class JobRunner:
         holder: str | None = None,
         observer: RunObserver | None = None,
     ) -> None:
-        from bot.jobs.registry import registered_jobs
-
         self.deps = deps
         self.jobs = {job.name: job for job in (jobs or registered_jobs(deps.settings))}
         self.holder = holder or default_holder()

@@ -94,6 +94,8 @@ class SpendLedger:
         self.settings = settings
         self.clock = clock
         self.alert: AlertCallback = alert or _no_alert
+        #: Told (model, usage, cost in micro-USD) after each billed call; metrics set it.
+        self.on_billed: Callable[[str, Usage, int], None] | None = None
         self.prices = price_book or PriceBook(settings.budget)
 
     # --- SpendGuard ------------------------------------------------------------------
@@ -231,6 +233,8 @@ class SpendLedger:
                 session, user_id=row.user_id, period_key=row.period_key, flag="admins_alerted"
             ):
                 alert_text = _admin_alert(row.user_id, spent, budget)
+        if self.on_billed is not None:
+            self.on_billed(model, usage, cost)
         if alert_text is not None:
             await self._send_alert(alert_text)
 
