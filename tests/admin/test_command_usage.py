@@ -29,9 +29,6 @@ TODAY = (
     "usage",
     "experts",
     "review-channel",
-    "strict",
-    "judge",
-    "flag-threshold",
 )
 
 
