@@ -31,6 +31,7 @@ FIELDS = (
     "kb_scopes",
     "kb_top_k",
     "kb_score_floor",
+    "tool_max_steps",
     "strict",
     "judge_model",
     "flag_threshold",
@@ -57,6 +58,8 @@ class EffectiveSettings:
     kb_scopes: tuple[str, ...]
     kb_top_k: int
     kb_score_floor: float
+    #: Most LLM calls of one answer's tool-calling loop (1: no tools).
+    tool_max_steps: int
     #: Where flagged and 👎 answers go for review; "" when nowhere.
     review_channel: str = ""
     #: No LLM call when no source clears the floor: "no source covers this" instead.
@@ -82,6 +85,7 @@ def builtin_defaults(settings: Settings) -> dict[str, Any]:
         "kb_scopes": (),
         "kb_top_k": DEFAULT_TOP_K,
         "kb_score_floor": DEFAULT_SCORE_FLOOR,
+        "tool_max_steps": settings.candor.tool_max_steps,
         "strict": False,
         "judge_model": None,
         "flag_threshold": DEFAULT_FLAG_THRESHOLD,
@@ -128,6 +132,7 @@ def resolve(
         kb_scopes=tuple(values["kb_scopes"] or ()),
         kb_top_k=int(values["kb_top_k"]),
         kb_score_floor=float(values["kb_score_floor"]),
+        tool_max_steps=int(values["tool_max_steps"]),
         strict=bool(values["strict"]),
         judge_model=_judge(values["judge_model"]),
         flag_threshold=float(values["flag_threshold"]),

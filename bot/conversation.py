@@ -30,11 +30,12 @@ on the model at once without exhausting the pool.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -64,6 +65,9 @@ from bot.llm import (
 from bot.ports import KnowledgeSource, Reservation, RetrievalQuery, RetrievedHit, SpendGuard
 from bot.settings import Settings
 from bot.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, context_window
+from bot.tools.base import ToolContext
+from bot.tools.loop import TOOL_RULE, run_loop
+from bot.tools.registry import Toolbox, TurnTools
 from knowledge import cited_indices
 
 log = logging.getLogger(__name__)
@@ -169,6 +173,8 @@ class Answer:
     answer_id: int | None = None
     history_turns_used: int = 0
     history_turns_dropped: int = 0
+    #: Tool calls made while answering (`bot.tools`), for the footer and `candor chat`.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +188,7 @@ class Answer:
             "no_answer": self.no_answer,
             "notices": list(self.notices),
             "timings": dict(self.timings),
+            "tool_calls": list(self.tool_calls),
         }
 
 
@@ -207,6 +214,7 @@ class ConversationManager:
         clock: Clock,
         knowledge: KnowledgeSource | None = None,
         spend: SpendGuard | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -215,6 +223,9 @@ class ConversationManager:
         self.clock = clock
         self.knowledge = knowledge
         self.spend = spend
+        # Nothing is allowed until an admin allows it, so a channel without rules never
+        # sees tools and keeps the plain path below (see bot.tools.policy).
+        self.tools = tools or Toolbox(settings=settings, db=db, clock=clock, knowledge=knowledge)
 
     async def channel_settings(self, workspace_id: str, channel_id: str) -> EffectiveSettings:
         async with self.db.sessions() as session:
@@ -276,9 +287,10 @@ class ConversationManager:
             deadline_seconds=self.settings.openai.total_timeout_seconds or None,
         )
 
+        tools = await self._open_tools(turn, eff)
         reservation = None
         t = time.perf_counter()
-        if self.spend is not None:
+        if self.spend is not None and tools is None:
             try:
                 reservation = await self.spend.reserve(
                     workspace_id=turn.workspace_id,
@@ -298,7 +310,10 @@ class ConversationManager:
         t = time.perf_counter()
         sink = _Sink(on_delta, turn.thread_key)
         try:
-            result = await self.llm.complete(request, sink.delta)
+            if tools is None:
+                result = await self.llm.complete(request, sink.delta)
+            else:
+                result = await self._tool_loop(turn, eff, request, prompt, hits, tools, sink)
         except BaseException as exc:
             if self.spend is not None and reservation is not None:
                 await self._settle_cut(reservation, request, prompt, sink.text, exc)
@@ -341,6 +356,8 @@ class ConversationManager:
             history_turns_used=prompt.used,
             history_turns_dropped=prompt.dropped,
         )
+        if tools is not None:
+            answer.tool_calls = [call.as_dict() for call in tools.calls]
         t = time.perf_counter()
         answer.answer_id = await self._store(turn, eff, answer)
         timings["store_ms"] = _ms(t)
@@ -451,6 +468,122 @@ class ConversationManager:
         answer.answer_id = await self._store(turn, eff, answer)
         timings["total_ms"] = _ms(started)
         return answer
+
+    # --- tools (bot.tools): the bounded loop, each step billed -------------------------
+
+    async def _open_tools(self, turn: Turn, eff: EffectiveSettings) -> TurnTools | None:
+        """The tools this turn may use, or None for the plain path (no tool allowed, or a
+        step limit of 1). A failure to read the rules answers without tools."""
+        if eff.tool_max_steps < 2:
+            return None
+        ctx = ToolContext(
+            workspace_id=turn.workspace_id,
+            channel_id=turn.channel_id,
+            thread_ts=turn.thread_ts,
+            user_id=turn.user_id,
+            is_dm=turn.is_dm,
+            kb_scopes=eff.kb_scopes,
+            kb_scopes_inherited="kb_scopes" in eff.inherited,
+            kb_top_k=eff.kb_top_k,
+            kb_score_floor=eff.kb_score_floor,
+            event_id=turn.event_id,
+        )
+        try:
+            return await self.tools.open(ctx)
+        except SQLAlchemyError as exc:
+            log.warning("Could not read the tool rules: %s; no tools.", type(exc).__name__)
+            return None
+
+    async def _tool_loop(
+        self,
+        turn: Turn,
+        eff: EffectiveSettings,
+        request: ChatRequest,
+        prompt: Prompt,
+        hits: list[RetrievedHit],
+        tools: TurnTools,
+        sink: _Sink,
+    ) -> ChatResult:
+        """The answer through the tool loop (`bot.tools.loop`): every step is reserved
+        before and settled after its LLM call, under its own call id (the event's for the
+        first step, `event:tools:N` after it), so each appears in the ledger and a Slack
+        retry bills nothing twice. Tool results that cite knowledge join `hits`."""
+        tools.seen(hits)
+        messages = [dict(m) for m in request.messages]
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{TOOL_RULE}"}
+        last: list[ChatResult] = []
+
+        async def step(
+            history: list[dict[str, Any]], offered: list[dict[str, Any]] | None, n: int
+        ) -> ChatResult:
+            call = replace(request, messages=list(history), tools=offered)
+            counted = self.tokens.count_messages(call.messages, call.model) + self.tokens.count(
+                json.dumps(offered) if offered else "", call.model
+            )
+            reservation = None
+            if self.spend is not None:
+                event = (
+                    turn.event_id
+                    if n == 1 or turn.event_id is None
+                    else f"{turn.event_id}:tools:{n}"
+                )
+                try:
+                    reservation = await self.spend.reserve(
+                        workspace_id=turn.workspace_id,
+                        channel_id=turn.channel_id,
+                        user_id=turn.user_id,
+                        model=call.model,
+                        prompt_tokens=counted,
+                        max_output_tokens=call.max_tokens,
+                        event_id=event,
+                    )
+                except SQLAlchemyError as exc:
+                    log.warning("Could not reserve budget: %s", type(exc).__name__)
+                    raise StorageUnavailable(type(exc).__name__) from None
+                prompt.notices.extend(x for x in reservation.notices if x not in prompt.notices)
+            before = len(sink.text)
+
+            async def delta(text: str) -> None:
+                if len(sink.text) == before and before and not sink.text.endswith("\n"):
+                    await sink.delta("\n\n")  # the text of an earlier step, then this one
+                await sink.delta(text)
+
+            try:
+                result = await self.llm.complete(call, delta)
+            except BaseException as exc:
+                if self.spend is not None and reservation is not None:
+                    cut = Prompt(
+                        [dict(m) for m in call.messages], counted, used=0, dropped=0, notices=[]
+                    )
+                    await self._settle_cut(reservation, call, cut, sink.text[before:], exc)
+                raise
+            if self.spend is not None and reservation is not None:
+                try:
+                    await self.spend.settle(reservation, model=result.model, usage=result.usage)
+                except Exception:
+                    log.exception("Could not settle tool step %d of %s", n, turn.event_id)
+            if result.text and len(sink.text) == before:
+                await delta(result.text)  # not streamed (stream=False): hand it on whole
+            last.append(result)
+            return result
+
+        try:
+            outcome = await run_loop(
+                messages=messages,
+                tools=tools,
+                step=step,
+                max_steps=eff.tool_max_steps,
+                deadline_seconds=self.settings.candor.tool_deadline_seconds,
+                call_timeout_seconds=self.settings.candor.tool_call_timeout_seconds,
+            )
+        finally:
+            await tools.close()
+        hits.extend(h for h in tools.hits if h not in hits)
+        prompt.notices.extend(outcome.notices)
+        text = sink.text
+        if not text.strip() and outcome.stopped:
+            text = outcome.stopped
+        return replace(outcome.result, text=text, usage=outcome.usage)
 
     async def _settle_cut(
         self,

@@ -112,6 +112,8 @@ class ChatRequest:
     stream: bool = True
     #: The whole call's deadline in seconds (None: only the client's per-read timeout).
     deadline_seconds: float | None = None
+    #: OpenAI function tools offered to the model (None: no tools, the plain request).
+    tools: Sequence[Mapping[str, Any]] | None = None
 
 
 @dataclass
@@ -125,6 +127,25 @@ class ChatResult:
     first_top_logprobs: dict[str, float] = field(default_factory=dict)
     first_token_seconds: float | None = None
     total_seconds: float = 0.0
+    #: The tools the model asked to call (empty when it answered).
+    tool_calls: list[ToolCallRequest] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ToolCallRequest:
+    """One function call the model asked for; `arguments` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_message(self) -> dict[str, Any]:
+        """The call as it goes back to the model in the assistant message."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 class LLMError(CandorError):
@@ -166,6 +187,12 @@ class LLMModelNotFound(LLMError):
 
 class LLMUnavailable(LLMError):
     user_message = "The language model is unavailable right now; please try again in a few minutes."
+
+
+class LLMToolsUnsupported(LLMError):
+    """The server or model refused the request because it offered tools."""
+
+    user_message = "The language model in this channel cannot use tools."
 
 
 class LLMStreamCut(LLMError):
@@ -216,12 +243,21 @@ def _translate(exc: Exception) -> LLMError:
         text = str(exc).lower()
         if "context" in text and ("length" in text or "window" in text or "maximum" in text):
             return LLMContextTooLong(detail)
+        if _rejects_tools(text):
+            return LLMToolsUnsupported(detail + ": tools rejected")
         return LLMError(detail + ": bad request")
     if isinstance(exc, openai.APIConnectionError):
         return LLMUnavailable(detail)
     if isinstance(exc, openai.APIStatusError):
         return LLMUnavailable(f"{detail}: HTTP {exc.status_code}")
     return LLMError(detail)
+
+
+def _rejects_tools(text: str) -> bool:
+    """Whether a 400's message says the model or server does not take `tools`."""
+    return "tool" in text and any(
+        word in text for word in ("support", "not allowed", "unknown", "unrecognized", "invalid")
+    )
 
 
 class LLMGateway:
@@ -252,6 +288,8 @@ class LLMGateway:
         if request.stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
+        if request.tools:
+            params["tools"] = [dict(tool) for tool in request.tools]
         return params
 
     async def complete(
@@ -308,6 +346,7 @@ class LLMGateway:
             finish_reason=choice.finish_reason,
             token_logprobs=logprobs,
             first_top_logprobs=top,
+            tool_calls=_message_tool_calls(choice.message),
         )
 
     async def _stream(
@@ -328,6 +367,7 @@ class LLMGateway:
         first: float | None = None
         counted = 0
         too_long = int(request.max_tokens * _LENGTH_SLACK) + 32
+        calls = _ToolCallParts()
         try:
             async for chunk in stream:
                 if chunk.model:
@@ -342,6 +382,8 @@ class LLMGateway:
                         if not logprobs:
                             top = _alternatives(choice.logprobs.content[0])
                         logprobs.extend(t.logprob for t in choice.logprobs.content)
+                    if choice.delta is not None and choice.delta.tool_calls:
+                        calls.add(choice.delta.tool_calls)
                     delta = choice.delta.content if choice.delta is not None else None
                     if delta:
                         if first is None:
@@ -362,7 +404,7 @@ class LLMGateway:
         finally:
             await stream.close()
         text = "".join(parts)
-        if finish is None and usage_obj is None and text:
+        if finish is None and usage_obj is None and (text or calls.parts):
             # The stream ended with neither a finish reason nor usage: it was cut short.
             raise LLMStreamCut("stream ended without finish_reason")
         usage = self._usage_from(usage_obj, request, text)
@@ -375,6 +417,7 @@ class LLMGateway:
             token_logprobs=logprobs,
             first_top_logprobs=top,
             first_token_seconds=first,
+            tool_calls=calls.calls(),
         )
 
     def _usage_from(self, usage: Any, request: ChatRequest, text: str) -> Usage:
@@ -397,3 +440,52 @@ class LLMGateway:
 def _alternatives(token: Any) -> dict[str, float]:
     """A token's `top_logprobs` as {token: logprob} (empty when the server sent none)."""
     return {t.token: t.logprob for t in getattr(token, "top_logprobs", None) or []}
+
+
+# --- tool calls (the loop itself lives in `bot.tools`) ------------------------------------
+
+
+def _message_tool_calls(message: Any) -> list[ToolCallRequest]:
+    """The function calls of a non-streamed assistant message."""
+    calls: list[ToolCallRequest] = []
+    for n, call in enumerate(getattr(message, "tool_calls", None) or []):
+        function = getattr(call, "function", None)
+        if function is None or not getattr(function, "name", None):
+            continue
+        calls.append(
+            ToolCallRequest(
+                id=str(getattr(call, "id", None) or f"call_{n}"),
+                name=str(function.name),
+                arguments=str(function.arguments or ""),
+            )
+        )
+    return calls
+
+
+class _ToolCallParts:
+    """Streamed function calls arrive in pieces keyed by `index`; this joins them."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: Sequence[Any]) -> None:
+        for delta in deltas:
+            index = int(getattr(delta, "index", 0) or 0)
+            part = self.parts.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            if getattr(delta, "id", None):
+                part["id"] = str(delta.id)
+            function = getattr(delta, "function", None)
+            if function is not None:
+                if getattr(function, "name", None):
+                    part["name"] += str(function.name)
+                if getattr(function, "arguments", None):
+                    part["arguments"] += str(function.arguments)
+
+    def calls(self) -> list[ToolCallRequest]:
+        return [
+            ToolCallRequest(
+                id=part["id"] or f"call_{index}", name=part["name"], arguments=part["arguments"]
+            )
+            for index, part in sorted(self.parts.items())
+            if part["name"]
+        ]

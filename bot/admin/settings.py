@@ -56,6 +56,8 @@ FIELD_ALIASES: dict[str, str] = {
     "top-k": "kb_top_k",
     "kb-floor": "kb_score_floor",
     "floor": "kb_score_floor",
+    "tool-steps": "tool_max_steps",
+    "tool-max-steps": "tool_max_steps",
     "strict": "strict",
     "judge": "judge_model",
     "judge-model": "judge_model",
@@ -74,6 +76,7 @@ FIELD_LABELS: dict[str, str] = {
     "kb_scopes": "kb-scopes",
     "kb_top_k": "kb-top-k",
     "kb_score_floor": "kb-floor",
+    "tool_max_steps": "tool-steps",
     "strict": "strict",
     "judge_model": "judge",
     "flag_threshold": "flag-threshold",
@@ -331,6 +334,15 @@ def parse_flag_threshold(raw: str) -> float:
     return value
 
 
+TOOL_STEPS_MIN = 1
+TOOL_STEPS_MAX = 20
+
+
+def parse_tool_steps(raw: str) -> int:
+    """Most LLM calls of one answer's tool loop (1 turns tools off in practice)."""
+    return parse_int(raw, low=TOOL_STEPS_MIN, high=TOOL_STEPS_MAX, what="Tool steps")
+
+
 def parse_value(field: str, raw: str, settings: Settings) -> Any:
     """Parse `raw` for any field (used by modals, where every input is text)."""
     if field == "system_message":
@@ -349,6 +361,8 @@ def parse_value(field: str, raw: str, settings: Settings) -> Any:
         return parse_top_k(raw)
     if field == "kb_score_floor":
         return parse_score_floor(raw)
+    if field == "tool_max_steps":
+        return parse_tool_steps(raw)
     if field == "strict":
         return parse_strict(raw)
     if field == "judge_model":

@@ -76,6 +76,8 @@ class ChannelSettingsRow(Base):
     kb_scopes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     kb_top_k: Mapped[int | None] = mapped_column(Integer, default=None)
     kb_score_floor: Mapped[float | None] = mapped_column(Float, default=None)
+    # Most steps of the tool-calling loop (migration 0009_tools).
+    tool_max_steps: Mapped[int | None] = mapped_column(Integer, default=None)
     # Confidence (migration 0007_confidence): strict mode, the judge model ("off" turns
     # off a judge the default set), the flag threshold.
     strict: Mapped[bool | None] = mapped_column(Boolean, default=None)
@@ -170,3 +172,55 @@ class AnswerRow(Base):
     reasons: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     signals: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ToolPermissionRow(Base):
+    """An admin's rule for a tool (or every tool of a server) in a channel or workspace.
+
+    `channel_id` `*` is every channel of the workspace; `workspace_id` `*` every
+    workspace (the CLI's default); `tool` `*` every tool of `server` (`builtin` for the
+    built-ins). `allowed` NULL means no access rule at this level; `read_only` is only
+    read from workspace-wide rows (an admin's word, never the server's).
+    """
+
+    __tablename__ = "tool_permissions"
+    __table_args__ = (
+        UniqueConstraint(
+            "workspace_id", "channel_id", "server", "tool", name="uq_tool_permissions"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    server: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(128))
+    allowed: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    read_only: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class ToolApprovalRow(Base):
+    """A tool call with side effects waiting for (or decided by) a person.
+
+    In the database, not in memory, so the replica that receives the Approve / Deny click
+    need not be the one running the answer.
+    """
+
+    __tablename__ = "tool_approvals"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    tool: Mapped[str] = mapped_column(String(200))
+    arguments: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: pending, approved, denied or expired.
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

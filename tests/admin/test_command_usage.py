@@ -29,6 +29,9 @@ TODAY = (
     "usage",
     "experts",
     "review-channel",
+    "strict",
+    "judge",
+    "flag-threshold",
 )
 
 

@@ -53,6 +53,10 @@ class Scripted:
     trickle: float = 0.0
     cut_after: int | None = None
     service_tier: str | None = None  # sent back as the response's `service_tier`
+    #: Function calls to ask for: (name, arguments) pairs; the arguments a dict or raw text.
+    tool_calls: tuple[tuple[str, Any], ...] = ()
+    #: Answer a request that offers `tools` with a 400 (a server without tool support).
+    reject_tools: bool = False
     logprobs: list[float] | None = None  # one per token (piece when streaming, else word)
     top_logprobs: dict[str, float] | None = None  # the first token's alternatives
     no_logprobs: bool = False  # a server that never returns logprobs
@@ -87,6 +91,10 @@ class FakeOpenAIServer:
             self._queue.append(
                 Scripted(status=status, error_code=code, error_message=message or f"error {status}")
             )
+
+    def enqueue_tool_calls(self, *calls: tuple[str, Any], text: str = "", **options: Any) -> None:
+        """Script a reply asking for `calls` ((name, arguments) pairs) instead of answering."""
+        self._queue.append(Scripted(text=text, tool_calls=tuple(calls), **options))
 
     @property
     def last(self) -> dict[str, Any]:
@@ -139,6 +147,8 @@ class FakeOpenAIServer:
             delay = script.delay or self.delay
             if delay:
                 await asyncio.sleep(delay)
+            if script.reject_tools and body.get("tools"):
+                script = Scripted(status=400, error_message="tools is not supported for this model")
             if script.status != 200:
                 return self._error(script)
             if body.get("stream"):
@@ -190,8 +200,16 @@ class FakeOpenAIServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": script.text},
-                    "finish_reason": "stop",
+                    "message": {
+                        "role": "assistant",
+                        "content": script.text or (None if script.tool_calls else ""),
+                        **(
+                            {"tool_calls": [_call(n, c) for n, c in enumerate(script.tool_calls)]}
+                            if script.tool_calls
+                            else {}
+                        ),
+                    },
+                    "finish_reason": "tool_calls" if script.tool_calls else "stop",
                     "logprobs": logprobs,
                 }
             ],
@@ -231,8 +249,37 @@ class FakeOpenAIServer:
             if body.get("logprobs") and not script.no_logprobs:
                 choice["logprobs"] = {"content": [_token(script, n, piece)]}
             await response.write(_sse({**base, "choices": [choice]}))
+        for n, call in enumerate(script.tool_calls):
+            whole = _call(n, call)
+            arguments = whole["function"]["arguments"]
+            half = len(arguments) // 2
+            # The name and the first half of the arguments, then the rest: clients join them.
+            for piece in (
+                {
+                    "index": n,
+                    "id": whole["id"],
+                    "type": "function",
+                    "function": {"name": whole["function"]["name"], "arguments": arguments[:half]},
+                },
+                {"index": n, "function": {"arguments": arguments[half:]}},
+            ):
+                await response.write(
+                    _sse(
+                        {
+                            **base,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": {"tool_calls": [piece]},
+                                    "finish_reason": None,
+                                }
+                            ],
+                        }
+                    )
+                )
+        finish = "tool_calls" if script.tool_calls else "stop"
         await response.write(
-            _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         )
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         if script.usage and include_usage:
@@ -277,9 +324,7 @@ def _token(script: Scripted, n: int, token: str) -> dict[str, Any]:
     logprob = values[min(n, len(values) - 1)] if values else script.logprob
     top = []
     if n == 0 and script.top_logprobs:
-        top = [
-            {"token": t, "logprob": lp, "bytes": None} for t, lp in script.top_logprobs.items()
-        ]
+        top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in script.top_logprobs.items()]
     return {"token": token, "logprob": logprob, "bytes": None, "top_logprobs": top}
 
 
@@ -291,6 +336,16 @@ def restated(body: dict[str, Any]) -> str:
             question = message["content"]
             break
     return f"{question.strip().rstrip('?.!')} [1]."
+
+
+def _call(n: int, call: tuple[str, Any]) -> dict[str, Any]:
+    name, arguments = call
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {
+        "id": f"call_{n}_{name}",
+        "type": "function",
+        "function": {"name": name, "arguments": text},
+    }
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
