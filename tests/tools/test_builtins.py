@@ -85,7 +85,7 @@ async def test_search_knowledge_finds_are_cited_like_retrieved_sources(
 
     answer = await deps.manager.reply(make_turn("zzz unrelated words qqq"))
 
-    tool_result = [m for m in fake_llm.last["messages"] if m["role"] == "tool"][0]["content"]
+    tool_result = next(m for m in fake_llm.last["messages"] if m["role"] == "tool")["content"]
     assert tool_result.startswith("[1] file:handbook.md (file:handbook.md)")
     assert PUBLIC in tool_result
     assert [(c.index, c.source) for c in answer.citations] == [(1, "file:handbook.md")]
