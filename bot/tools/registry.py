@@ -155,6 +155,58 @@ class Toolbox:
             return None
         return TurnTools(self, ctx, specs, connections, first_index=first_index)
 
+    def check_name(self, raw: str) -> tuple[str, str]:
+        """`SERVER[/TOOL]` -> (server, tool), refusing servers and built-ins that do not exist."""
+        server, tool = policy.parse_name(raw)
+        if server == BUILTIN:
+            if tool != policy.ANY and tool not in builtins.SPECS:
+                names = ", ".join(builtins.SPECS)
+                raise policy.InvalidTool(f"There is no built-in `{tool}`; built-ins: {names}.")
+        elif server not in self.servers:
+            known = ", ".join(sorted(self.servers)) or "none (set CANDOR_MCP_CONFIG)"
+            raise policy.InvalidTool(
+                f"There is no MCP server `{server}`; configured: {known}. Built-ins are `builtin`."
+            )
+        return server, tool
+
+    async def set_access(
+        self, *, workspace_id: str, channel_id: str, name: str, allowed: bool, actor_id: str
+    ) -> bool:
+        """Allow or deny `name` in a channel (`*`: the workspace), audited; False if unchanged."""
+        server, tool = self.check_name(name)
+        async with self.db.write() as session:
+            return await policy.set_rule(
+                session,
+                workspace_id=workspace_id,
+                channel_id=channel_id,
+                server=server,
+                tool=tool,
+                allowed=allowed,
+                actor_id=actor_id,
+                now=self.clock.now(),
+                action="tools allow" if allowed else "tools deny",
+            )
+
+    async def set_read_only(
+        self, *, workspace_id: str, name: str, read_only: bool, actor_id: str
+    ) -> bool:
+        """Mark an MCP tool (or server) read-only, or not, workspace-wide; audited."""
+        server, tool = self.check_name(name)
+        if server == BUILTIN:
+            raise policy.InvalidTool("Built-ins are read-only already.")
+        async with self.db.write() as session:
+            return await policy.set_rule(
+                session,
+                workspace_id=workspace_id,
+                channel_id=policy.ANY,
+                server=server,
+                tool=tool,
+                read_only=read_only,
+                actor_id=actor_id,
+                now=self.clock.now(),
+                action="tools readonly",
+            )
+
     async def catalogue(self, workspace_id: str = policy.ANY) -> list[CatalogueEntry]:
         """Every tool (built-in, and of every configured MCP server) and where it is allowed."""
         rules = await self.rules(workspace_id)

@@ -31,7 +31,7 @@ from bot.admin import service as admin_mod
 from bot.admin.service import NOT_ADMIN
 from bot.deps import Deps
 from bot.errors import CandorError
-from handlers.commands import admins, experts, knowledge, settings, spend
+from handlers.commands import admins, experts, knowledge, settings, spend, tools
 from handlers.commands.base import Invocation, Registry, Subcommand
 
 __all__ = ["PUBLIC", "REGISTRY", "USAGE", "Invocation", "register", "run"]
@@ -103,6 +103,7 @@ REGISTRY = Registry(
     knowledge.SUBCOMMANDS,
     admins.SUBCOMMANDS,
     spend.SUBCOMMANDS,
+    tools.SUBCOMMANDS,
     experts.SUBCOMMANDS,
 )
 #: Subcommands anyone may run; everything else is for admins.

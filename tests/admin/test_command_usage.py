@@ -32,6 +32,7 @@ TODAY = (
     "strict",
     "judge",
     "flag-threshold",
+    "tools",
 )
 
 

@@ -1,4 +1,4 @@
-"""The Slack fixtures (fake Slack, Candor over real HTTP) for the approval tests."""
+"""Slack fixtures for the approval tests: Candor over real HTTP with the fake Slack."""
 
 from tests.handlers.conftest import candor, slack
 
