@@ -76,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8081)
     local.add_argument("--host", default="127.0.0.1")
 
-    from bot.cli.jobs import add_jobs_parser
     from bot.cli.eval import add_eval_parser
+    from bot.cli.jobs import add_jobs_parser
     from bot.cli.kb import add_kb_parser
     from bot.cli.prices import add_prices_parser
     from bot.cli.usage import add_usage_parser
@@ -165,8 +165,8 @@ def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _commands() -> dict[str, Command]:
-    from bot.cli.jobs import run_jobs
     from bot.cli.eval import run_eval
+    from bot.cli.jobs import run_jobs
     from bot.cli.kb import run_kb
     from bot.cli.prices import run_prices
     from bot.cli.usage import run_usage
