@@ -287,7 +287,13 @@ def context_line(answer: Answer) -> str:
     tokens = f"{usage.total_tokens:,} tokens ({usage.prompt_tokens:,} in, {usage.completion_tokens:,} out)"
     if usage.estimated:
         tokens += ", estimated"
-    return defuse_pings(f"{answer.model} · {tokens}")
+    return defuse_pings(f"{answer.model} · {tokens}{tools_used(answer)}")
+
+
+def tools_used(answer: Answer) -> str:
+    """` · tools used: a, b` (each tool once, in the order first used), or ""."""
+    names = list(dict.fromkeys(str(call.get("tool", "")) for call in answer.tool_calls))
+    return f" · tools used: {', '.join(_escape_plain(n) for n in names)}" if names else ""
 
 
 def warning_line(answer: Answer) -> str | None:

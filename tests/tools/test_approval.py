@@ -116,6 +116,9 @@ async def test_approve_runs_the_tool(
     assert await asyncio.to_thread(notes.read_text) == "ship friday"
     results = [m["content"] for m in fake_llm.last["messages"] if m["role"] == "tool"]
     assert results == ["saved"]
+    # The answer's footer says which tools were used.
+    footer = [c for c in candor.slack.calls if "tools used: notes/add_note" in json.dumps(c.body)]
+    assert footer
 
 
 async def test_no_answer_in_time_denies(
