@@ -14,6 +14,7 @@ hands them down; nothing below creates clients on its own.
     candor kb add|list|remove|search|reindex       the knowledge base
     candor usage [--user U] [--top] [--period P]   spend tables
     candor prices show [--json]                    prices and where each comes from
+    candor tools list|allow|deny|readonly          tools and where they are allowed
     candor eval FILE.jsonl [--channel C] [--json]  how well the confidence flags answers
     candor jobs list | run NAME                    scheduled jobs (see bot.jobs)
     candor export finetune --out FILE.jsonl        approved answers as fine-tuning data
@@ -80,11 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     from bot.cli.jobs import add_jobs_parser
     from bot.cli.kb import add_kb_parser
     from bot.cli.prices import add_prices_parser
+    from bot.cli.tools import add_tools_parser
     from bot.cli.usage import add_usage_parser
 
     add_kb_parser(sub)
     add_usage_parser(sub)
     add_prices_parser(sub)
+    add_tools_parser(sub)
     add_eval_parser(sub)
     add_jobs_parser(sub)
     from bot.cli.export import add_export_parser
@@ -147,7 +150,17 @@ class _OneLineFormatter(logging.Formatter):
 
 def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
     level = settings.candor.log_level
-    terminal = args.command in ("chat", "kb", "usage", "manifest", "db", "prices", "eval", "jobs")
+    terminal = args.command in (
+        "chat",
+        "kb",
+        "usage",
+        "manifest",
+        "db",
+        "prices",
+        "eval",
+        "jobs",
+        "tools",
+    )
     if terminal and "CANDOR_LOG_LEVEL" not in os.environ:
         level = "WARNING"  # keep the terminal for the answer; opt in to more with the variable
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -169,6 +182,7 @@ def _commands() -> dict[str, Command]:
     from bot.cli.jobs import run_jobs
     from bot.cli.kb import run_kb
     from bot.cli.prices import run_prices
+    from bot.cli.tools import run_tools
     from bot.cli.usage import run_usage
 
     return {
@@ -180,6 +194,7 @@ def _commands() -> dict[str, Command]:
         "kb": run_kb,
         "usage": run_usage,
         "prices": run_prices,
+        "tools": run_tools,
         "eval": run_eval,
         "jobs": run_jobs,
         "export": _export,
@@ -249,6 +264,8 @@ def _print_footer(answer: Any) -> None:
         print(f"  [{citation.index}] {citation.title} — {citation.link}")
     for notice in answer.notices:
         print(f"  note: {notice}")
+    if answer.tool_calls:
+        print("  tools used: " + ", ".join(dict.fromkeys(c["tool"] for c in answer.tool_calls)))
     usage = answer.usage
     estimated = " (estimated)" if usage.estimated else ""
     seconds = answer.timings.get("total_ms", 0.0) / 1000
