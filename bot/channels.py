@@ -36,6 +36,9 @@ FIELDS = (
     "judge_model",
     "flag_threshold",
     "review_channel",
+    "redact_secrets",
+    "redact_pii",
+    "redact_patterns",
 )
 
 TEMPERATURE_MIN = 0.0
@@ -68,6 +71,11 @@ class EffectiveSettings:
     judge_model: str | None = None
     #: Answers under this confidence are flagged.
     flag_threshold: float = DEFAULT_FLAG_THRESHOLD
+    #: Redaction before the LLM (`bot.redaction`): secrets, personal data, and the
+    #: admin's own patterns ({name: regex}; a channel's list replaces the default's).
+    redact_secrets: bool = True
+    redact_pii: bool = False
+    redact_patterns: dict[str, str] = field(default_factory=dict)
     inherited: frozenset[str] = field(default_factory=frozenset)
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,6 +98,9 @@ def builtin_defaults(settings: Settings) -> dict[str, Any]:
         "judge_model": None,
         "flag_threshold": DEFAULT_FLAG_THRESHOLD,
         "review_channel": settings.slack.review_channel,
+        "redact_secrets": settings.candor.redact_secrets,
+        "redact_pii": settings.candor.redact_pii,
+        "redact_patterns": {},
     }
 
 
@@ -137,6 +148,9 @@ def resolve(
         judge_model=_judge(values["judge_model"]),
         flag_threshold=float(values["flag_threshold"]),
         review_channel=str(values["review_channel"] or ""),
+        redact_secrets=bool(values["redact_secrets"]),
+        redact_pii=bool(values["redact_pii"]),
+        redact_patterns={str(k): str(v) for k, v in dict(values["redact_patterns"]).items()},
         inherited=frozenset(inherited),
     )
 

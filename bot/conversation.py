@@ -30,6 +30,7 @@ on the model at once without exhausting the pool.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import re
@@ -40,7 +41,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import channels, confidence
+from bot import channels, confidence, language, redaction
 from bot.channels import EffectiveSettings
 from bot.clock import Clock
 from bot.confidence import judge
@@ -137,6 +138,8 @@ class Turn:
     channel_name: str | None = None
     is_dm: bool = False
     history_fallback: tuple[HistoryMessage, ...] | None = None
+    #: The asker's Slack locale (`fr-FR`), for `{locale}` / `{language}` (`bot.language`).
+    locale: str | None = None
 
     @property
     def thread_key(self) -> str:
@@ -260,6 +263,12 @@ class ConversationManager:
         history: list[HistoryMessage] = [HistoryMessage(r.role, r.text) for r in rows]
         if not history and turn.history_fallback:
             history = list(turn.history_fallback)
+        # Redaction before the LLM (`bot.redaction`): the question (so retrieval, storage
+        # and the prompt see the redacted text), the history, then the sources below.
+        # Tool results go through `redactor.redact` too; one notice counts them all.
+        redactor = redaction.redactor_for(eff)
+        turn = dataclasses.replace(turn, text=redactor.redact(turn.text))
+        history = [HistoryMessage(m.role, redactor.redact(m.text)) for m in history]
 
         hits: list[RetrievedHit] = []
         degraded: list[str] = []
@@ -273,6 +282,7 @@ class ConversationManager:
                 # Answer anyway, and say plainly that the knowledge base was not used.
                 degraded.append(exc.user_message)
             timings["retrieve_ms"] = _ms(t)
+        hits = redactor.redact_hits(hits)
         if eff.strict and not any(h.score >= eff.kb_score_floor for h in hits):
             return await self._no_source(turn, eff, hits, degraded, timings, started)
 
@@ -339,6 +349,8 @@ class ConversationManager:
         assessment = await self._assess(turn, eff, hits, result, retrieval_ran=retrieval_ran)
         timings["assess_ms"] = _ms(t)
         citations = _citations(result.text, hits)
+        if withheld := redactor.notice():
+            prompt.notices.append(withheld)
         answer = Answer(
             text=result.text,
             model=result.model,
@@ -649,6 +661,10 @@ class ConversationManager:
                 workspace=turn.workspace_id,
                 model=model,
             ),
+            **language.template_values(turn.locale),
+        )
+        system = language.with_language_rule(
+            system, eff.system_message, question=turn.text, locale=turn.locale
         )
         user_content = self._user_content(turn, model, notices)
         window = context_window(model, self.settings.candor.context_windows)

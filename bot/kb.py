@@ -34,6 +34,7 @@ from typing import Protocol
 
 from bot.errors import CandorError, EmbeddingUnavailable
 from bot.ports import RetrievalQuery, RetrievedHit
+from bot.redaction import knowledge_redactor
 from bot.settings import Settings
 from bot.tokens import TokenCounter
 from knowledge import (
@@ -305,4 +306,6 @@ def build_knowledge_base(
         store,
         choose_embedders(settings, openai_client),
         count_tokens=tokens.counter_for("gpt-4o"),
+        # CANDOR_REDACT_KNOWLEDGE: documents are redacted before they are chunked and stored.
+        redact=knowledge_redactor(settings),
     )

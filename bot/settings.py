@@ -172,6 +172,13 @@ class CandorSettings(BaseSettings):
     jobs_retention_cron: str = "30 3 * * *"
     # Channel ID for the daily usage digest; empty uses SLACK_REVIEW_CHANNEL.
     digest_channel: str = ""
+    # Redaction before the LLM (`bot.redaction`); channels override the first two with
+    # `/candor redact secrets|pii on|off`. Secrets: Slack tokens, provider API keys,
+    # private keys, passwords in URLs. Personal data: emails, phone numbers, card numbers,
+    # IBANs, national IDs. Knowledge: also redact documents when they are ingested.
+    redact_secrets: bool = True
+    redact_pii: bool = False
+    redact_knowledge: bool = False
     # Log lines as text (for people) or json (one object per line, for log pipelines).
     log_format: Literal["text", "json"] = "text"
     # Include message text in logs (off: only ids, never what people wrote).

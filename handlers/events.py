@@ -240,6 +240,7 @@ async def _turn(surface: SlackSurface, incoming: Incoming, known_thread: bool) -
         event_id=incoming.event_id or incoming.claim_key,
         attachments=await surface.attachments(list(incoming.files)),
         user_name=await surface.user_name(incoming.user),
+        locale=await surface.user_locale(incoming.user),
         channel_name="a direct message"
         if incoming.is_dm
         else await surface.channel_name(incoming.channel),

@@ -92,12 +92,29 @@ class SlackSurface:
 
     async def user_name(self, user_id: str) -> str | None:
         async def fetch() -> str | None:
-            user = (await self.client.users_info(user=user_id))["user"]
+            user = (await self.client.users_info(user=user_id, include_locale=True))["user"]
+            # The same call gives the locale (`fr-FR`); cached beside the name.
+            locale = user.get("locale")
+            self._names[f"l:{user_id}"] = (
+                time.monotonic() + NAME_TTL_SECONDS,
+                str(locale) if locale else None,
+            )
             profile = user.get("profile") or {}
             name = profile.get("display_name") or user.get("real_name") or user.get("name")
             return str(name) if name else None
 
         return await self._cached(f"u:{user_id}", fetch)
+
+    async def user_locale(self, user_id: str) -> str | None:
+        """The user's Slack locale (`fr-FR`), fetched with their name; None if unknown."""
+        hit = self._names.get(f"l:{user_id}")
+        if hit is None or hit[0] <= time.monotonic():
+            self._names.pop(f"u:{user_id}", None)  # fetch the name again, the locale with it
+            await self.user_name(user_id)
+            hit = self._names.get(f"l:{user_id}")
+            if hit is None:  # Slack failed: not again until the name is fetched again
+                hit = self._names[f"l:{user_id}"] = (time.monotonic() + NAME_TTL_SECONDS, None)
+        return hit[1]
 
     async def channel_name(self, channel_id: str) -> str | None:
         async def fetch() -> str | None:

@@ -18,7 +18,7 @@ import asyncio
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from knowledge.chunking import Chunk, Chunker
@@ -75,12 +75,16 @@ class KnowledgeBase:
         chunk_size: int = 300,
         chunk_overlap: int = 40,
         batch_size: int = 256,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.embedders = list(embedders)
         self.retriever = Retriever(store, self.embedders)
         self.chunker = Chunker(chunk_size, chunk_overlap, count_tokens)
         self.batch_size = batch_size
+        #: Applied to every document's text before chunking (the caller's redaction; the
+        #: knowledge package does not know what it withholds).
+        self.redact = redact
         self._spec: CollectionSpec | None = None
         self._lock = asyncio.Lock()
 
@@ -191,6 +195,8 @@ class KnowledgeBase:
                         )  # the same source twice: the second must see the first's chunks
                     if doc.source in writing_sources:
                         await drain()
+                    if self.redact is not None:
+                        doc = _redacted(doc, self.redact)
                     chunks = await asyncio.to_thread(self.chunker.chunk, doc)
                     existing = await self.store.ids_for_source(doc.source)
                     new = [c for c in chunks if c.id not in existing]
@@ -288,6 +294,11 @@ class KnowledgeBase:
 # ---------------------------------------------------------------------- citations
 
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+
+
+def _redacted(doc: Document, redact: Callable[[str], str]) -> Document:
+    sections = tuple(replace(s, text=redact(s.text)) for s in doc.sections)
+    return replace(doc, title=redact(doc.title), text=redact(doc.text), sections=sections)
 
 
 def format_sources(hits: Sequence[Hit], *, max_chars_per_source: int = 2000) -> str:

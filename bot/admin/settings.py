@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import channels
+from bot import channels, redaction
 from bot.admin import audit
 from bot.db import repo
 from bot.db.models import DEFAULT_KEY, ChannelSettingsRow
@@ -65,6 +65,9 @@ FIELD_ALIASES: dict[str, str] = {
     "threshold": "flag_threshold",
     "review-channel": "review_channel",
     "review": "review_channel",
+    "redact-secrets": "redact_secrets",
+    "redact-pii": "redact_pii",
+    "redact-patterns": "redact_patterns",
 }
 #: How each field is named back to admins.
 FIELD_LABELS: dict[str, str] = {
@@ -81,6 +84,9 @@ FIELD_LABELS: dict[str, str] = {
     "judge_model": "judge",
     "flag_threshold": "flag-threshold",
     "review_channel": "review-channel",
+    "redact_secrets": "redact-secrets",
+    "redact_pii": "redact-pii",
+    "redact_patterns": "redact-patterns",
 }
 _REVIEW_CHANNEL = re.compile(r"^(?:<#)?([CG][A-Z0-9]{2,31})(?:\|[^>]*)?>?$")
 _SCOPE_KEY = re.compile(r"^(workspace|channel:[A-Z0-9]{2,32})$")
@@ -343,6 +349,24 @@ def parse_tool_steps(raw: str) -> int:
     return parse_int(raw, low=TOOL_STEPS_MIN, high=TOOL_STEPS_MAX, what="Tool steps")
 
 
+def parse_redact_switch(raw: str, what: str) -> bool:
+    """`on` or `off` for `/candor redact secrets|pii`."""
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise InvalidValue(f"Redaction of {what} must be `on` or `off`.")
+
+
+def parse_redact_pattern(name: str, regex: str) -> tuple[str, str]:
+    """An admin's redaction pattern, checked by `bot.redaction` (one sentence when refused)."""
+    try:
+        return redaction.parse_name(name), redaction.check_regex(regex)
+    except redaction.InvalidPattern as exc:
+        raise InvalidValue(exc.user_message) from None
+
+
 def parse_value(field: str, raw: str, settings: Settings) -> Any:
     """Parse `raw` for any field (used by modals, where every input is text)."""
     if field == "system_message":
@@ -371,6 +395,10 @@ def parse_value(field: str, raw: str, settings: Settings) -> Any:
         return parse_flag_threshold(raw)
     if field == "review_channel":
         return parse_review_channel(raw)
+    if field == "redact_secrets":
+        return parse_redact_switch(raw, "secrets")
+    if field == "redact_pii":
+        return parse_redact_switch(raw, "personal data")
     raise InvalidValue(f"`{field}` is not a setting.")
 
 

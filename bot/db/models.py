@@ -85,6 +85,11 @@ class ChannelSettingsRow(Base):
     flag_threshold: Mapped[float | None] = mapped_column(Float, default=None)
     # Where this channel's flagged and 👎 answers go for review (migration 0008_review).
     review_channel: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Redaction before the LLM (migration 0010_redaction): secrets, personal data, and
+    # the admin's patterns as {name: regex}.
+    redact_secrets: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    redact_pii: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    redact_patterns: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
 

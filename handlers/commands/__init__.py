@@ -31,7 +31,7 @@ from bot.admin import service as admin_mod
 from bot.admin.service import NOT_ADMIN
 from bot.deps import Deps
 from bot.errors import CandorError
-from handlers.commands import admins, experts, knowledge, settings, spend, tools
+from handlers.commands import admins, experts, knowledge, redact, settings, spend, tools
 from handlers.commands.base import Invocation, Registry, Subcommand
 
 __all__ = ["PUBLIC", "REGISTRY", "USAGE", "Invocation", "register", "run"]
@@ -105,6 +105,7 @@ REGISTRY = Registry(
     spend.SUBCOMMANDS,
     tools.SUBCOMMANDS,
     experts.SUBCOMMANDS,
+    redact.SUBCOMMANDS,
 )
 #: Subcommands anyone may run; everything else is for admins.
 PUBLIC = REGISTRY.public

@@ -29,6 +29,7 @@ TODAY = (
     "usage",
     "experts",
     "review-channel",
+    "redact",
     "strict",
     "judge",
     "flag-threshold",
