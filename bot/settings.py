@@ -179,6 +179,7 @@ class CandorSettings(BaseSettings):
     redact_secrets: bool = True
     redact_pii: bool = False
     redact_knowledge: bool = False
+
     # Log lines as text (for people) or json (one object per line, for log pipelines).
     log_format: Literal["text", "json"] = "text"
     # Include message text in logs (off: only ids, never what people wrote).
@@ -189,6 +190,20 @@ class CandorSettings(BaseSettings):
     # How many replicas run (the deployment sets it). Above 1, DATABASE_URL must name
     # Postgres and QDRANT_URL a Qdrant server, or Candor refuses to start.
     replicas: int = Field(default=1, ge=1)
+
+    # Tools (`bot.tools`): a JSON file of MCP servers ({"mcpServers": {...}}); empty = none.
+    mcp_config: str = ""
+    # MCP servers over HTTP on private or loopback addresses are refused unless this is true
+    # (or the server sets allow_private_network in the file).
+    mcp_allow_private_network: bool = False
+    # Most LLM calls of one answer's tool loop (a channel may override: `tool_max_steps`).
+    tool_max_steps: int = Field(default=5, ge=1, le=20)
+    # Wall-clock seconds the tool loop may take before Candor answers with what it has.
+    tool_deadline_seconds: float = Field(default=300.0, gt=0)
+    # Seconds one tool call may run.
+    tool_call_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Seconds a call with side effects waits for Approve before it counts as denied.
+    tool_approval_timeout_seconds: float = Field(default=120.0, gt=0)
 
     @field_validator("default_model")
     @classmethod
