@@ -35,7 +35,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -323,7 +323,9 @@ class ConversationManager:
             if tools is None:
                 result = await self.llm.complete(request, sink.delta)
             else:
-                result = await self._tool_loop(turn, eff, request, prompt, hits, tools, sink)
+                result = await self._tool_loop(
+                    turn, eff, request, prompt, hits, tools, sink, redact=redactor.redact
+                )
         except BaseException as exc:
             if self.spend is not None and reservation is not None:
                 await self._settle_cut(reservation, request, prompt, sink.text, exc)
@@ -515,6 +517,7 @@ class ConversationManager:
         hits: list[RetrievedHit],
         tools: TurnTools,
         sink: _Sink,
+        redact: Callable[[str], str] | None = None,
     ) -> ChatResult:
         """The answer through the tool loop (`bot.tools.loop`): every step is reserved
         before and settled after its LLM call, under its own call id (the event's for the
@@ -528,6 +531,10 @@ class ConversationManager:
         async def step(
             history: list[dict[str, Any]], offered: list[dict[str, Any]] | None, n: int
         ) -> ChatResult:
+            if redact is not None:  # tool results reach the model redacted (bot.redaction)
+                for message in history:
+                    if message.get("role") == "tool" and isinstance(message.get("content"), str):
+                        message["content"] = redact(message["content"])
             call = replace(request, messages=list(history), tools=offered)
             counted = self.tokens.count_messages(call.messages, call.model) + self.tokens.count(
                 json.dumps(offered) if offered else "", call.model

@@ -11,9 +11,9 @@ What lives here:
 Where it applies (`bot.conversation.ConversationManager.reply`): the question (before
 retrieval, so the knowledge query is clean too), every message of the thread history,
 every retrieved chunk (text and title), and tool results. The per-turn redactor is the
-local `redactor` in `reply`; the tool loop passes each tool result through
-`redactor.redact(text)` before it goes back to the model, so the one notice counts those
-too. The user reads `redactor.notice()` among the answer's notices ("I withheld 2 items
+local `redactor` in `reply`; it hands `redactor.redact` to `_tool_loop` (`redact=`), which
+passes every tool result through it before the next step goes to the model, so the one
+notice counts those too. The user reads `redactor.notice()` among the answer's notices ("I withheld 2 items
 (an API key, an email address) from the language model.").
 
 What is stored: the user turn is stored *redacted* (the manager replaces the question

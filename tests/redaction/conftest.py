@@ -32,7 +32,11 @@ class Live:
     async def command(self, text: str, *, user: str = ADMIN, channel: str = "C1") -> str:
         before = len(self.slack.calls_to("response_url"))
         form = ev.slash_command(
-            "/candor", text, user_id=user, channel_id=channel, response_url=self.slack.response_url()
+            "/candor",
+            text,
+            user_id=user,
+            channel_id=channel,
+            response_url=self.slack.response_url(),
         )
         status, _ = await self.send.command(form)
         assert status == 200

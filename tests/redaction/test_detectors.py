@@ -48,7 +48,9 @@ def test_secrets_of_the_common_providers_become_typed_placeholders(
 
 def test_private_keys_and_url_passwords_are_withheld_but_the_rest_kept() -> None:
     pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
-    text, redactor = redact(f"key:\n{pem}\nurl postgres://app:hunter2@db.internal:5432/main", pii=False)
+    text, redactor = redact(
+        f"key:\n{pem}\nurl postgres://app:hunter2@db.internal:5432/main", pii=False
+    )
     assert text == (
         "key:\n[redacted private key]\nurl postgres://app:[redacted password]@db.internal:5432/main"
     )

@@ -7,7 +7,7 @@ import json
 from bot.conversation import HistoryMessage
 from bot.db import repo
 from bot.deps import Deps
-from bot.kb import build_knowledge_base
+from bot.kb import ScopedKnowledge, build_knowledge_base
 from bot.tokens import TokenCounter
 from knowledge import AllowedScopes, Document, Scope
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -25,6 +25,7 @@ from tests.redaction.helpers import (
     assert_none_in,
     every_row,
 )
+from tests.tools.helpers import allow
 
 
 async def set_channel(deps: Deps, **values: object) -> None:
@@ -48,9 +49,7 @@ async def test_question_history_and_sources_are_redacted_and_stored_redacted(
     )
     question = f"Refund card {CARD} (ref {NOT_A_CARD}), key {OPENAI_KEY}, AWS {AWS_KEY}?"
 
-    answer = await deps.manager.reply(
-        make_turn(question, history_fallback=history, event_id="Ev1")
-    )
+    answer = await deps.manager.reply(make_turn(question, history_fallback=history, event_id="Ev1"))
 
     sent = json.dumps(fake_llm.requests)
     values = (CARD, EMAIL, IBAN, SSN, SLACK_TOKEN, OPENAI_KEY, AWS_KEY)
@@ -92,3 +91,29 @@ async def test_knowledge_ingestion_redacts_when_switched_on(deps: Deps) -> None:
     stored = " ".join(h.text for h in hits)
     assert "[redacted Slack token]" in stored and "[redacted email address]" in stored
     assert_none_in(stored, (SLACK_TOKEN, EMAIL))
+
+
+async def test_tool_results_reach_the_model_redacted(
+    deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    knowledge = deps.knowledge
+    assert isinstance(knowledge, ScopedKnowledge)
+    await knowledge.kb.add_document(
+        Document(
+            source="file:ops.md",
+            title="Ops",
+            link="ops.md",
+            scope=Scope.workspace(),
+            text=f"# Rotation\n\nThe deploy bot token is {SLACK_TOKEN} until Friday.",
+        )
+    )
+    await allow(deps, "builtin/search_knowledge")
+    fake_llm.enqueue_tool_calls(("search_knowledge", {"query": "deploy bot token rotation"}))
+    fake_llm.enqueue("Rotate it on Friday.")
+
+    answer = await deps.manager.reply(make_turn("hello?"))
+
+    tool_messages = [m for m in fake_llm.last["messages"] if m.get("role") == "tool"]
+    assert tool_messages and "[redacted Slack token]" in tool_messages[0]["content"]
+    assert_none_in(json.dumps(fake_llm.requests), (SLACK_TOKEN,))
+    assert "I withheld 1 item (a Slack token) from the language model." in answer.notices
