@@ -526,7 +526,6 @@ class ConversationManager:
         tools.seen(hits)
         messages = [dict(m) for m in request.messages]
         messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{TOOL_RULE}"}
-        last: list[ChatResult] = []
 
         async def step(
             history: list[dict[str, Any]], offered: list[dict[str, Any]] | None, n: int
@@ -583,7 +582,6 @@ class ConversationManager:
                     log.exception("Could not settle tool step %d of %s", n, turn.event_id)
             if result.text and len(sink.text) == before:
                 await delta(result.text)  # not streamed (stream=False): hand it on whole
-            last.append(result)
             return result
 
         try:
