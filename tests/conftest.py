@@ -82,12 +82,25 @@ def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 
 @pytest.fixture
-def database_url(migrated_database: str, tmp_path: Path) -> str:
-    if _postgres_url():
-        return migrated_database
-    target = tmp_path / "candor.db"
-    shutil.copy(migrated_database, target)
-    return f"sqlite+aiosqlite:///{target}"
+def database_url(migrated_database: str, tmp_path: Path) -> Iterator[str]:
+    if not _postgres_url():
+        target = tmp_path / "candor.db"
+        shutil.copy(migrated_database, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    yield migrated_database
+    # Tests that reach the database only through the CLI or a subprocess never open the
+    # `db` fixture, so its truncation would not run and their rows would leak into the
+    # next test (seen: a `candor chat` answer stamped by the wall clock).
+    asyncio.run(_truncate_url(migrated_database))
+
+
+async def _truncate_url(url: str) -> None:
+    database = open_database(url)
+    try:
+        await truncate_all(database)
+    finally:
+        await database.dispose()
 
 
 async def truncate_all(db: Database) -> None:
@@ -110,9 +123,7 @@ async def truncate_all(db: Database) -> None:
 async def db(database_url: str) -> AsyncIterator[Database]:
     database = open_database(database_url)
     yield database
-    if not database.is_sqlite:
-        await truncate_all(database)
-    await database.dispose()
+    await database.dispose()  # `database_url` truncates Postgres after every test
 
 
 @pytest.fixture
