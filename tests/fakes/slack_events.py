@@ -6,7 +6,8 @@ with 401. These helpers build the three kinds of body Candor receives:
 
 - Events API callbacks (JSON): `event_callback(app_mention(...))`, `message(...)`;
 - slash commands (form-encoded): `slash_command("/candor", "help")`;
-- interactivity (form-encoded `payload=` JSON): `block_actions(...)`, `view_submission(...)`.
+- interactivity (form-encoded `payload=` JSON): `block_actions(...)`, `view_submission(...)`,
+  `message_action(...)` (message shortcuts), `shortcut(...)` (global shortcuts).
 
 `SlackEventSender` POSTs them to a running app (HTTP mode) and returns status and body:
 
@@ -230,6 +231,53 @@ def view_submission(
             "private_metadata": private_metadata,
             "state": {"values": values},
         },
+    }
+
+
+def message_action(
+    callback_id: str,
+    *,
+    text: str = "a message",
+    author: str = "U2",
+    user_id: str = "U1",
+    channel_id: str = "C1",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    response_url: str = "https://hooks.slack.com/actions/T1/1/x",
+    trigger_id: str = "trigger-1",
+) -> dict[str, Any]:
+    """A message shortcut (`message_action`) used by `user_id` on a message by `author`."""
+    stamp = ts or new_ts()
+    message: dict[str, Any] = {"type": "message", "user": author, "text": text, "ts": stamp}
+    if thread_ts:
+        message["thread_ts"] = thread_ts
+    return {
+        "type": "message_action",
+        "token": "legacy",
+        "action_ts": str(time.time()),
+        "team": {"id": TEAM_ID, "domain": "fake"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": TEAM_ID},
+        "channel": {"id": channel_id, "name": channel_id.lower()},
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
+        "message_ts": stamp,
+        "message": message,
+        "response_url": response_url,
+    }
+
+
+def shortcut(
+    callback_id: str, *, user_id: str = "U1", trigger_id: str = "trigger-1"
+) -> dict[str, Any]:
+    """A global shortcut (`shortcut`), from the composer or the search bar."""
+    return {
+        "type": "shortcut",
+        "token": "legacy",
+        "action_ts": str(time.time()),
+        "team": {"id": TEAM_ID, "domain": "fake"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": TEAM_ID},
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
     }
 
 
