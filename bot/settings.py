@@ -170,6 +170,11 @@ class CandorSettings(BaseSettings):
     jobs_budget_alerts_cron: str = "*/15 * * * *"
     jobs_usage_digest_cron: str = "0 9 * * *"
     jobs_retention_cron: str = "30 3 * * *"
+    jobs_kb_sync_cron: str = "0 * * * *"
+    jobs_review_digest_cron: str = "0 9 * * mon"
+    jobs_ask_human_reminders_cron: str = "*/10 * * * *"
+    # An Ask a human still open after this many hours gets one reminder in its thread.
+    ask_human_reminder_hours: float = Field(default=4.0, gt=0)
     # Channel ID for the daily usage digest; empty uses SLACK_REVIEW_CHANNEL.
     digest_channel: str = ""
     # Redaction before the LLM (`bot.redaction`); channels override the first two with
@@ -218,6 +223,9 @@ class CandorSettings(BaseSettings):
         "jobs_budget_alerts_cron",
         "jobs_usage_digest_cron",
         "jobs_retention_cron",
+        "jobs_kb_sync_cron",
+        "jobs_review_digest_cron",
+        "jobs_ask_human_reminders_cron",
     )
     @classmethod
     def _cron(cls, value: str) -> str:

@@ -342,7 +342,9 @@ def load_upload(
 class SlackClient(Protocol):
     """The slice of ``slack_sdk.web.async_client.AsyncWebClient`` the channel loader uses."""
 
-    async def conversations_history(self, *, channel: str, cursor: str | None = ...) -> Any: ...
+    async def conversations_history(
+        self, *, channel: str, cursor: str | None = ..., oldest: str | None = ...
+    ) -> Any: ...
 
     async def conversations_replies(
         self, *, channel: str, ts: str, cursor: str | None = ...
@@ -387,16 +389,25 @@ async def load_slack_channel(
     *,
     channel_name: str | None = None,
     max_messages: int = 10_000,
+    oldest: str | None = None,
+    source: str | None = None,
 ) -> Document:
     """Load a channel's history with its threads as one document (``source="slack:<id>"``).
 
     Each thread becomes a section linked to its root's permalink; messages
     outside threads are grouped per day, linked to the day's first message.
+    ``oldest`` (a Slack ts) reads only the messages posted after it, for an incremental
+    sync that stores them as a source of their own (``source``).
     """
     roots: list[Mapping[str, Any]] = []
     cursor: str | None = None
     while len(roots) < max_messages:
-        response = await client.conversations_history(channel=channel_id, cursor=cursor)
+        if oldest is None:
+            response = await client.conversations_history(channel=channel_id, cursor=cursor)
+        else:
+            response = await client.conversations_history(
+                channel=channel_id, cursor=cursor, oldest=oldest
+            )
         roots.extend(response.get("messages") or [])
         cursor = _next_cursor(response)
         if not cursor:
@@ -456,4 +467,6 @@ async def load_slack_channel(
     name = channel_name or channel_id
     text = "\n\n".join(s.text for s in sections)
     link = next((s.link for s in sections if s.link), f"slack:{channel_id}")
-    return Document(f"slack:{channel_id}", f"#{name}", link, scope, text, tuple(sections))
+    return Document(
+        source or f"slack:{channel_id}", f"#{name}", link, scope, text, tuple(sections)
+    )

@@ -209,6 +209,9 @@ def test_every_job_is_registered_and_the_scheduler_only_ticks(deps: Deps) -> Non
         "budget_alerts",
         "usage_digest",
         "retention",
+        "kb_sync",
+        "review_digest",
+        "ask_human_reminders",
     ]
     scheduler = build_scheduler(JobRunner(deps))
     assert [job.id for job in scheduler.get_jobs()] == ["candor_jobs_tick"]

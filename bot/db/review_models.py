@@ -8,7 +8,8 @@
 - `channel_experts` lists the people **Ask a human** mentions in a channel's thread.
 
 Both live beside the core models (same `Base`) and are created by migration `0008_review`,
-which also adds `channel_settings.review_channel`.
+which also adds `channel_settings.review_channel`; `0011_sync` adds `asked_at` and
+`reminded_at` (the Ask-a-human reminder).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class AnswerReviewRow(Base):
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: When **Ask a human** was first pressed (the item may have opened earlier, flagged).
+    asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: When the one reminder of an unanswered Ask a human was posted (migration 0011_sync).
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class ChannelExpertRow(Base):

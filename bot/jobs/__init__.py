@@ -8,7 +8,10 @@ replicas by the replica holding a database lease.
 - `lease`     the `scheduler_leases` row: take, renew, release, show.
 - `scheduler` the original jobs (stale claims, stale holds, retention).
 - `digests`   the daily usage digest and late budget alerts.
+- `sync`      re-sync of knowledge sources registered with `--sync` (and their registry).
+- `review_jobs` the weekly review digest and the Ask-a-human reminder.
 
-May import: the conversation core at `bot/`, `bot.db`, `bot.spend`. Never `handlers`
-(anything a job must post to Slack is handed in through `deps.extras`).
+May import: the conversation core at `bot/`, `bot.db`, `bot.spend`, `bot.review`,
+`knowledge`. Never `handlers` (anything a job must post to or read from Slack is handed in
+through `deps.extras`: `ADMIN_POSTER`, `THREAD_NOTICE`, `SLACK_CLIENT`).
 """

@@ -7,10 +7,9 @@
 | `budget_alerts`      | `CANDOR_JOBS_BUDGET_ALERTS_CRON` | every 15 min  |
 | `usage_digest`       | `CANDOR_JOBS_USAGE_DIGEST_CRON`  | 09:00 daily   |
 | `retention`          | `CANDOR_JOBS_RETENTION_CRON`     | 03:30 daily   |
-
-Not here yet: the weekly digest of flagged answers and 👎 votes and the Ask-a-human
-reminder (they need the confidence work's review status), and the re-sync of knowledge
-sources registered with `--sync`.
+| `kb_sync`            | `CANDOR_JOBS_KB_SYNC_CRON`       | hourly        |
+| `review_digest`      | `CANDOR_JOBS_REVIEW_DIGEST_CRON` | Mon 09:00     |
+| `ask_human_reminders`| `CANDOR_JOBS_ASK_HUMAN_REMINDERS_CRON` | every 10 min |
 """
 
 from __future__ import annotations
@@ -18,12 +17,14 @@ from __future__ import annotations
 from bot.deps import Deps
 from bot.jobs.digests import budget_alerts, usage_digest
 from bot.jobs.job import Job
+from bot.jobs.review_jobs import ask_human_reminders, review_digest
 from bot.jobs.scheduler import (
     prune_events,
     prune_history,
     release_stale_holds,
     sweep_stale_claims,
 )
+from bot.jobs.sync import kb_sync
 from bot.settings import Settings
 
 
@@ -75,5 +76,23 @@ def registered_jobs(settings: Settings) -> list[Job]:
             retention,
             c.jobs_retention_cron,
             "prune old event claims (and old turns when history retention is on)",
+        ),
+        Job(
+            "kb_sync",
+            kb_sync,
+            c.jobs_kb_sync_cron,
+            "re-ingest knowledge sources registered with --sync (only what changed)",
+        ),
+        Job(
+            "review_digest",
+            review_digest,
+            c.jobs_review_digest_cron,
+            "post the week's flagged and 👎 answers and their review status to reviewers",
+        ),
+        Job(
+            "ask_human_reminders",
+            ask_human_reminders,
+            c.jobs_ask_human_reminders_cron,
+            "remind the thread once when an Ask a human stays unanswered",
         ),
     ]

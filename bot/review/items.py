@@ -142,7 +142,10 @@ async def raise_review(
         if new:
             row.reasons = [*(row.reasons or []), *new]
             row.updated_at = now
-            await session.flush()
+        if kind == KIND_ASK_HUMAN and row.asked_at is None:
+            row.asked_at = now  # the reminder counts from here, not from the flag
+            row.updated_at = now
+        await session.flush()
         return await _item(session, row)
     answer = await session.get(AnswerRow, answer_id)
     if answer is None:
@@ -159,6 +162,7 @@ async def raise_review(
         raised_by=raised_by,
         created_at=now,
         updated_at=now,
+        asked_at=now if kind == KIND_ASK_HUMAN else None,
     )
     session.add(row)
     await session.flush()

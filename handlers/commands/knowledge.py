@@ -2,8 +2,11 @@
 
 `kb scopes|top-k|floor` are channel settings (validated by `bot.admin.settings`, written
 by `bot.admin.service`). `kb ingest` reads a channel's history and threads (with permalinks) into
-that channel's own scope, private when the channel is; `kb sources` lists what is known
-and `kb remove` forgets a source. Every change is written to the audit log.
+that channel's own scope, private when the channel is; `kb ingest #c --sync` also keeps it
+in sync (the hourly `kb_sync` job reads the messages posted since, `bot.jobs.sync`) until
+`kb unsync #c` (the knowledge stays until `kb remove`). `kb sources` lists what is known,
+marking what is synced and when, and `kb remove` forgets a source. Every change is written
+to the audit log.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from typing import Any
 
 from bot.admin import settings as validate
 from bot.admin.settings import InvalidValue
+from bot.db.sync_models import SYNC_FOLDER, SYNC_SLACK_CHANNEL
+from bot.jobs.sync import SyncSource
 from handlers.commands.base import Invocation, Subcommand, one_value, pop_target, set_values
 from handlers.directory import is_private_channel
 
 _USAGE = (
     "Usage: `/candor kb scopes workspace,channel:C123 | kb top-k N | kb floor X [#channel]`, "
-    "`/candor kb ingest [#channel]`, `/candor kb sources`, `/candor kb remove SOURCE`"
+    "`/candor kb ingest [#channel] [--sync]`, `/candor kb unsync #channel|FOLDER`, "
+    "`/candor kb sources`, `/candor kb remove SOURCE`"
 )
 
 
@@ -26,7 +32,7 @@ async def cmd_kb(call: Invocation) -> str:
         raise InvalidValue(_USAGE)
     what = call.args[0].lower()
     call.args = call.args[1:]
-    if what in ("ingest", "sources", "remove"):
+    if what in ("ingest", "sources", "remove", "unsync"):
         return await kb_content(call, what)
     target = await pop_target(call)
     if what == "scopes":
@@ -42,9 +48,11 @@ async def cmd_kb(call: Invocation) -> str:
 
 
 async def kb_content(call: Invocation, what: str) -> str:
-    """Ingest a channel's history into its own scope, list sources, or remove one."""
+    """Ingest a channel's history into its own scope (and keep it in sync), list sources,
+    remove one, or stop syncing one."""
+    from bot.jobs import sync
     from bot.kb import ScopedKnowledge
-    from knowledge import Scope, load_slack_channel
+    from knowledge import Scope
 
     knowledge = call.deps.knowledge
     if not isinstance(knowledge, ScopedKnowledge):
@@ -52,14 +60,24 @@ async def kb_content(call: Invocation, what: str) -> str:
     kb = knowledge.kb
     if what == "sources":
         sources = await kb.list_sources()
-        if not sources:
+        syncs = await sync.list_syncs(call.deps.db)
+        if not sources and not syncs:
             return "The knowledge base is empty. Add a channel with `/candor kb ingest #channel`."
         lines = [
             f"• `{s.source}` — {s.title or s.source} ({s.chunks} chunks, `{s.scope}`)"
+            + (f" — {synced.status()}" if (synced := sync.sync_of(syncs, s.source)) else "")
             for s in sources[:50]
         ]
         more = f"\n…and {len(sources) - 50} more." if len(sources) > 50 else ""
-        return "*Knowledge sources*\n" + "\n".join(lines) + more
+        kept = [f"• {_label(s)} into `{s.scope}`: {s.status()}" for s in syncs]
+        tail = (
+            "\n*Kept in sync* (`/candor kb unsync #channel|FOLDER` stops one)\n" + "\n".join(kept)
+            if kept
+            else ""
+        )
+        return "*Knowledge sources*\n" + "\n".join(lines) + more + tail
+    if what == "unsync":
+        return await _unsync(call)
     if what == "remove":
         source = one_value(call, "/candor kb remove SOURCE")
         removed = await kb.remove_source(source)
@@ -67,22 +85,77 @@ async def kb_content(call: Invocation, what: str) -> str:
             raise InvalidValue(f"There is no source `{source}`; `/candor kb sources` lists them.")
         await _audit(call, "kb remove", source, {"chunks": removed}, None)
         return f"Removed `{source}` and its {removed} chunks from the knowledge base."
+    keep_synced = "--sync" in call.args
+    call.args = [a for a in call.args if a != "--sync"]
     target = await pop_target(call)
     if target.is_default or call.args:
-        raise InvalidValue("Usage: `/candor kb ingest [#channel]` (a channel, not the workspace).")
+        raise InvalidValue(
+            "Usage: `/candor kb ingest [#channel] [--sync]` (a channel, not the workspace)."
+        )
     info = (await call.client.conversations_info(channel=target.channel_id)).get("channel") or {}
     private = is_private_channel(info)
     scope = Scope.channel(target.channel_id, private=private)
-    document = await load_slack_channel(
-        call.client, target.channel_id, scope, channel_name=info.get("name")
+    started = call.deps.clock.now()  # the next sync reads what was posted after this
+    report = await sync.ingest_channel(
+        kb, call.client, target.channel_id, scope, channel_name=info.get("name")
     )
-    report = await kb.add_document(document)
-    await _audit(call, "kb ingest", scope.key, None, {"chunks": report.chunks})
+    after: dict[str, Any] = {"chunks": report.chunks}
+    if keep_synced:
+        await sync.register(
+            call.deps.db,
+            kind=SYNC_SLACK_CHANNEL,
+            target=target.channel_id,
+            scope=scope,
+            label=f"#{info.get('name') or target.channel_id}",
+            now=started,
+            synced_at=started,
+            workspace_id=call.team_id,
+            registered_by=call.user_id,
+        )
+        after["sync"] = True
+    await _audit(call, "kb ingest", scope.key, None, after)
     where = "private" if private else "public"
+    note = (
+        " I'll keep it in sync: the `kb_sync` job reads its new messages (hourly by default) "
+        "until `/candor kb unsync`."
+        if keep_synced
+        else ""
+    )
     return (
         f"Learned <#{target.channel_id}> ({where}): {report.added} chunks added, "
         f"{report.removed} removed, {report.unchanged} unchanged. Its knowledge is only used "
-        "in that channel (and in DMs of its members) unless you add its scope elsewhere."
+        "in that channel (and in DMs of its members) unless you add its scope elsewhere." + note
+    )
+
+
+def _label(source: SyncSource) -> str:
+    if source.kind == SYNC_SLACK_CHANNEL:
+        return f"<#{source.target}>"
+    return f"`{source.target}`"
+
+
+async def _unsync(call: Invocation) -> str:
+    """Stop syncing a channel (`#channel`) or a folder registered from the CLI."""
+    from bot.jobs import sync
+
+    usage = "/candor kb unsync #channel|FOLDER"
+    if call.args and call.args[0].startswith("/"):
+        folder = one_value(call, usage)
+        if not await sync.unregister(call.deps.db, kind=SYNC_FOLDER, target=folder):
+            raise InvalidValue(f"`{folder}` is not kept in sync; `/candor kb sources` lists them.")
+        await _audit(call, "kb unsync", folder, {"sync": True}, {"sync": False})
+        return f"Stopped syncing `{folder}`; its knowledge stays (`/candor kb remove` drops it)."
+    target = await pop_target(call)
+    if target.is_default or call.args:
+        raise InvalidValue(f"Usage: `{usage}`.")
+    if not await sync.unregister(call.deps.db, kind=SYNC_SLACK_CHANNEL, target=target.channel_id):
+        raise InvalidValue(
+            f"<#{target.channel_id}> is not kept in sync; `/candor kb sources` lists what is."
+        )
+    await _audit(call, "kb unsync", f"slack:{target.channel_id}", {"sync": True}, {"sync": False})
+    return (
+        f"Stopped syncing <#{target.channel_id}>; its knowledge stays "
+        "(`/candor kb remove SOURCE` drops it)."
     )
 
 
@@ -109,13 +182,15 @@ SUBCOMMANDS = (
             "kb scopes workspace,channel:C123 [#channel]",
             "kb top-k N [#channel]",
             "kb floor X [#channel]",
-            "kb ingest [#channel]",
+            "kb ingest [#channel] [--sync]",
+            "kb unsync #channel|FOLDER",
             "kb sources",
             "kb remove SOURCE",
         ),
         cmd_kb,
         f"what a channel retrieves (top-k {validate.TOP_K_MIN}–{validate.TOP_K_MAX}, "
         f"floor {validate.FLOOR_MIN:g}–{validate.FLOOR_MAX:g}); `ingest` learns a channel's "
-        "history (its own scope); `sources` lists what is known, `remove` forgets one",
+        "history (its own scope), `--sync` keeps it up to date until `unsync`; `sources` "
+        "lists what is known, `remove` forgets one",
     ),
 )

@@ -611,6 +611,9 @@ class FakeSlackServer:
         self, body: dict[str, Any], _headers: dict[str, str]
     ) -> web.Response:
         messages = self._history.get(str(body.get("channel")), [])
+        if body.get("oldest"):  # like Slack: only messages after `oldest` (not inclusive)
+            oldest = float(str(body["oldest"]))
+            messages = [m for m in messages if float(str(m.get("ts", "0"))) > oldest]
         return web.json_response({"ok": True, "messages": messages, "has_more": False})
 
     def _conversations_members(
