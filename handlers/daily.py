@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,10 +26,12 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.conversation import Answer
-from bot.digest import Post
+from bot.conversation import Answer, Turn
+from bot.deps import Deps
+from bot.digest import Post, digest, parse_since, tasks
 from handlers import render
 from handlers.directory import SlackDirectory
+from handlers.events import surface_of
 from handlers.slack_io import SlackSurface, strip_mention
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ NOT_A_MEMBER = "Only members of that channel can use Candor on its messages."
 NOT_A_MEMBER_CATCHUP = "You can only catch up on channels you are a member of."
 CANNOT_READ = "I can't read that conversation: invite Candor to the channel first."
 NOTHING_NEW = "Nothing was posted in <#{channel}> since {since}."
+NAME_A_CHANNEL = "Name a channel to catch up on: `/candor catchup #channel [since]`."
 #: Pages of 200 messages a catch-up reads at most (the newest first, then older).
 MAX_HISTORY_PAGES = 5
 #: Section blocks hold at most 3,000 characters.
@@ -143,8 +147,55 @@ async def channel_posts(
         cursor = (response.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
             break
+    oldest = since.timestamp()
+    messages = [m for m in messages if float(m.get("ts") or 0) >= oldest]
     messages.sort(key=lambda m: float(m.get("ts") or 0))
     return await _posts(surface, channel, messages, bot_user_id=bot_user_id)
+
+
+async def catch_up(
+    deps: Deps, *, team_id: str, user_id: str, channel_id: str, since: str | None
+) -> str:
+    """What happened in `channel_id` since `since`, as mrkdwn with linked citations.
+
+    Only for members of the channel; the source channel's settings and the user's budget
+    apply (a long channel is summarized in parts, each billed; over budget raises
+    `OverBudget` before the call that does not fit). Raises `CandorError`s with their
+    sentence; a Slack refusal is `CANNOT_READ`.
+    """
+    if not channel_id or channel_id[:1] not in ("C", "G"):
+        return NAME_A_CHANNEL
+    surface = surface_of(deps)
+    if not await may_read(SlackDirectory(surface.client), channel_id, user_id, members_only=True):
+        return NOT_A_MEMBER_CATCHUP
+    start = parse_since(since, now=deps.clock.now())
+    when = f"{start:%Y-%m-%d %H:%M} UTC"
+    try:
+        bot_user_id = str((await surface.client.auth_test()).get("user_id") or "") or None
+        posts = await channel_posts(surface, channel_id, start, bot_user_id=bot_user_id)
+    except SlackApiError as exc:
+        log.info("Could not read %s for a catch-up: %s", channel_id, exc.response.get("error"))
+        return CANNOT_READ
+    if not posts:
+        return NOTHING_NEW.format(channel=channel_id, since=when)
+    key = uuid.uuid4().hex[:12]
+    turn = Turn(
+        workspace_id=team_id,
+        channel_id=channel_id,
+        thread_ts=f"catchup-{key}",
+        user_id=user_id,
+        text=tasks.CATCHUP_QUESTION,
+        event_id=f"catchup:{channel_id}:{key}",
+        user_name=await surface.user_name(user_id),
+        channel_name=await surface.channel_name(channel_id),
+        locale=await surface.user_locale(user_id),
+        remember=False,
+    )
+    answer = await digest(deps.manager, turn, posts, task=tasks.catchup(when))
+    return (
+        f"*Catch-up on <#{channel_id}> since {when}* ({len(posts)} messages)\n"
+        f"{answer_text(answer, posts)}\n{render.footer_text(footer(answer))}"
+    )
 
 
 def link_citations(text: str, posts: Sequence[Post]) -> str:

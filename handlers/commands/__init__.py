@@ -6,8 +6,9 @@ What lives here:
 - `base`: the `Invocation`, the `Subcommand` record and its `Registry`, and what every
   subcommand shares (channel, user and value arguments).
 - one module per subject, each listing its `SUBCOMMANDS`: `settings`, `knowledge`
-  (`kb …`), `spend`, `admins`. A new subcommand is one more record there; the routing,
-  the admin check and the usage text (`/candor help`) all come from the records.
+  (`kb …`), `spend`, `admins`, `catchup` (for anyone), and more. A new subcommand is
+  one more record there; the routing, the admin check and the usage text
+  (`/candor help`) all come from the records.
 
 Imports: the subject modules import `base`, `bot.*`, `knowledge` and
 `handlers.admin_views` / `handlers.directory`, never each other nor this module; only
@@ -31,7 +32,16 @@ from bot.admin import service as admin_mod
 from bot.admin.service import NOT_ADMIN
 from bot.deps import Deps
 from bot.errors import CandorError
-from handlers.commands import admins, experts, knowledge, redact, settings, spend, tools
+from handlers.commands import (
+    admins,
+    catchup,
+    experts,
+    knowledge,
+    redact,
+    settings,
+    spend,
+    tools,
+)
 from handlers.commands.base import Invocation, Registry, Subcommand
 
 __all__ = ["PUBLIC", "REGISTRY", "USAGE", "Invocation", "register", "run"]
@@ -106,6 +116,7 @@ REGISTRY = Registry(
     tools.SUBCOMMANDS,
     experts.SUBCOMMANDS,
     redact.SUBCOMMANDS,
+    catchup.SUBCOMMANDS,
 )
 #: Subcommands anyone may run; everything else is for admins.
 PUBLIC = REGISTRY.public

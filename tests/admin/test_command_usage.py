@@ -34,6 +34,7 @@ TODAY = (
     "judge",
     "flag-threshold",
     "tools",
+    "catchup",
 )
 
 
@@ -51,7 +52,7 @@ async def test_usage_lists_every_registered_subcommand(harness: AdminHarness) ->
     assert "`temperature 0.7 [#channel]`" in shown
     assert "`kb ingest [#channel]`" in shown and "`kb remove SOURCE`" in shown
     assert "fields: system, temperature, model, max-tokens, enabled, kb-scopes" in shown
-    assert "Anyone may run `help` and `usage`" in shown
+    assert "Anyone may run `catchup`, `help` and `usage`" in shown
 
 
 async def test_unknown_or_missing_subcommand_gets_the_usage_text(harness: AdminHarness) -> None:
@@ -61,11 +62,11 @@ async def test_unknown_or_missing_subcommand_gets_the_usage_text(harness: AdminH
     assert await harness.command("") == USAGE
 
 
-async def test_only_help_and_usage_are_public(harness: AdminHarness) -> None:
-    assert REGISTRY.public == {"help", "usage"}
+async def test_only_help_usage_and_catchup_are_public(harness: AdminHarness) -> None:
+    assert REGISTRY.public == {"help", "usage", "catchup"}
     for name in TODAY:
         reply = await harness.command(name, user=MEMBER)
-        if name in ("help", "usage"):
+        if name in REGISTRY.public:
             assert reply != NOT_ADMIN, name
         else:
             assert reply == NOT_ADMIN, name
