@@ -1,5 +1,8 @@
 """The App Home tab: what Candor is for everyone; settings and edit buttons for admins.
 
+Everyone also gets the private "Ask Candor" box, "Catch me up" and their recent threads
+(`handlers.home_daily`).
+
 `app_home_opened` publishes the view (`views.publish`). An admin's "Edit" button
 (`block_actions`) opens the settings modal for that channel or the workspace default;
 submitting it (`view_submission`) saves the changed fields through `bot.admin.service`, which
@@ -24,6 +27,7 @@ from bot.admin.settings import ConfigView, InvalidValue, Target
 from bot.channels import FIELDS
 from bot.deps import Deps
 from handlers import admin_views as views
+from handlers import home_daily
 from handlers.directory import user_lookup
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,10 @@ async def publish_home(
         log.exception("Could not load the spend of %s for the home tab", user_id)
     view = views.home_view(
         is_admin=is_admin, spend_lines=spend_lines, defaults=defaults, overrides=overrides
+    )
+    # The prompt box, catch-up and recent threads come after "How to use it".
+    view["blocks"][3:3] = await home_daily.home_blocks(
+        deps, client, team_id=team_id, user_id=user_id
     )
     await client.views_publish(user_id=user_id, view=view)
 
@@ -144,6 +152,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         await publish_home(deps, service, client, user_id=user_id, team_id=target.workspace_id)
 
+    home_daily.register(app, deps)
     app.event("app_home_opened")(on_home_opened)
     app.action(views.HOME_EDIT_ACTION)(on_edit)
     app.view(views.SETTINGS_MODAL)(on_settings_submit)
