@@ -1,7 +1,10 @@
 """The fake OpenAI-compatible server in a process of its own, for the benchmarks.
 
 Running it apart keeps its CPU off Candor's books. It prints its URL, then the highest
-number of requests it held at once, every half second.
+number of requests it held at once, every half second. `FakeLLMProcess(latency)` waits
+`latency` seconds and sends the fake's one-line answer; with `text=` and `trickle=` it
+streams that text in 16-character pieces, `trickle` seconds apart, after `latency`
+(the shape of a real streamed answer: first token, then a steady trickle).
 """
 
 from __future__ import annotations
@@ -14,10 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SERVER = """
 import asyncio, sys
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer, Scripted
+
+class Streaming(FakeOpenAIServer):
+    async def _chat(self, request):
+        if len(sys.argv) > 2:
+            self._queue.append(Scripted(text=sys.argv[3], trickle=float(sys.argv[2]), chunk_size=16))
+        return await super()._chat(request)
 
 async def serve():
-    fake = await FakeOpenAIServer(delay=float(sys.argv[1])).start()
+    fake = await Streaming(delay=float(sys.argv[1])).start()
     print(fake.url, flush=True)
     while True:
         await asyncio.sleep(0.5)
@@ -30,8 +39,10 @@ asyncio.run(serve())
 class FakeLLMProcess:
     """`async with FakeLLMProcess(latency) as llm:` then `llm.url`, and `await llm.peak()`."""
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, *, trickle: float = 0.0, text: str = "") -> None:
         self.latency = latency
+        self.trickle = trickle
+        self.text = text
         self.url = ""
         self._process: asyncio.subprocess.Process | None = None
 
@@ -41,6 +52,7 @@ class FakeLLMProcess:
             "-c",
             SERVER,
             str(self.latency),
+            *((str(self.trickle), self.text) if self.text else ()),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
         )
