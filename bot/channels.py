@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.confidence import DEFAULT_FLAG_THRESHOLD
 from bot.db import repo
-from bot.db.models import ChannelSettingsRow
+from bot.db.models import DEFAULT_KEY, ChannelSettingsRow
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ FIELDS = (
     "redact_secrets",
     "redact_pii",
     "redact_patterns",
+    "image_model",
 )
 
 TEMPERATURE_MIN = 0.0
@@ -76,6 +77,8 @@ class EffectiveSettings:
     redact_secrets: bool = True
     redact_pii: bool = False
     redact_patterns: dict[str, str] = field(default_factory=dict)
+    #: The model of the `generate_image` tool (None: no image generation here).
+    image_model: str | None = None
     inherited: frozenset[str] = field(default_factory=frozenset)
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,6 +104,7 @@ def builtin_defaults(settings: Settings) -> dict[str, Any]:
         "redact_secrets": settings.candor.redact_secrets,
         "redact_pii": settings.candor.redact_pii,
         "redact_patterns": {},
+        "image_model": None,
     }
 
 
@@ -151,12 +155,14 @@ def resolve(
         redact_secrets=bool(values["redact_secrets"]),
         redact_pii=bool(values["redact_pii"]),
         redact_patterns={str(k): str(v) for k, v in dict(values["redact_patterns"]).items()},
+        image_model=_judge(values["image_model"]),
         inherited=frozenset(inherited),
     )
 
 
 def _judge(value: Any) -> str | None:
-    """`off` (stored to switch off a judge the workspace default turned on) means none."""
+    """`off` (stored to switch off a judge or image model the workspace default turned on)
+    means none."""
     name = str(value or "").strip()
     return None if not name or name.lower() == "off" else name
 
@@ -164,10 +170,12 @@ def _judge(value: Any) -> str | None:
 async def load_effective(
     session: AsyncSession, settings: Settings, *, workspace_id: str, channel_id: str
 ) -> EffectiveSettings:
-    default_row = await repo.get_default_row(session)
-    channel_row = await repo.get_channel_row(
+    # One query for both rows: this runs for every answer.
+    default_row, channel_row = await repo.get_settings_rows(
         session, workspace_id=workspace_id, channel_id=channel_id
     )
+    if default_row is None:  # deleted by hand: a blank row, not stored (as get_default_row)
+        default_row = ChannelSettingsRow(workspace_id=DEFAULT_KEY, channel_id=DEFAULT_KEY)
     return resolve(
         settings, default_row, channel_row, workspace_id=workspace_id, channel_id=channel_id
     )

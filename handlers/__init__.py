@@ -22,13 +22,14 @@ OPTIONAL_SURFACES = ("handlers.commands", "handlers.home")
 
 def register_all(app: AsyncApp, deps: Deps) -> None:
     """Register every surface on `app`; `deps.extras["slack"]` must hold the SlackSurface."""
-    from handlers import actions, events, review, shortcuts, tools
+    from handlers import actions, events, images, review, shortcuts, tools
 
     events.register(app, deps)
     actions.register(app, deps)
     review.register(app, deps)
     tools.register(app, deps)
     shortcuts.register(app, deps)
+    images.register(app, deps)
     for name in OPTIONAL_SURFACES:
         try:
             module = importlib.import_module(name)

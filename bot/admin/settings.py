@@ -68,6 +68,8 @@ FIELD_ALIASES: dict[str, str] = {
     "redact-secrets": "redact_secrets",
     "redact-pii": "redact_pii",
     "redact-patterns": "redact_patterns",
+    "image-model": "image_model",
+    "images": "image_model",
 }
 #: How each field is named back to admins.
 FIELD_LABELS: dict[str, str] = {
@@ -87,6 +89,7 @@ FIELD_LABELS: dict[str, str] = {
     "redact_secrets": "redact-secrets",
     "redact_pii": "redact-pii",
     "redact_patterns": "redact-patterns",
+    "image_model": "image-model",
 }
 _REVIEW_CHANNEL = re.compile(r"^(?:<#)?([CG][A-Z0-9]{2,31})(?:\|[^>]*)?>?$")
 _SCOPE_KEY = re.compile(r"^(workspace|channel:[A-Z0-9]{2,32})$")
@@ -367,6 +370,19 @@ def parse_redact_pattern(name: str, regex: str) -> tuple[str, str]:
         raise InvalidValue(exc.user_message) from None
 
 
+_IMAGE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+def parse_image_model(raw: str) -> str:
+    """The model of the `generate_image` tool, or `off` (stored: it overrides a default)."""
+    value = raw.strip()
+    if value.lower() in ("off", "none", "no", "false"):
+        return "off"
+    if not _IMAGE_MODEL.match(value):
+        raise InvalidValue("The image model must be a model name such as `gpt-image-1`, or `off`.")
+    return value
+
+
 def parse_value(field: str, raw: str, settings: Settings) -> Any:
     """Parse `raw` for any field (used by modals, where every input is text)."""
     if field == "system_message":
@@ -399,6 +415,8 @@ def parse_value(field: str, raw: str, settings: Settings) -> Any:
         return parse_redact_switch(raw, "secrets")
     if field == "redact_pii":
         return parse_redact_switch(raw, "personal data")
+    if field == "image_model":
+        return parse_image_model(raw)
     raise InvalidValue(f"`{field}` is not a setting.")
 
 

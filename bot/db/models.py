@@ -90,6 +90,8 @@ class ChannelSettingsRow(Base):
     redact_secrets: Mapped[bool | None] = mapped_column(Boolean, default=None)
     redact_pii: Mapped[bool | None] = mapped_column(Boolean, default=None)
     redact_patterns: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The model `generate_image` uses here; NULL or "off": no image tool (0012_daily).
+    image_model: Mapped[str | None] = mapped_column(String(128), default=None)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
 

@@ -12,7 +12,8 @@ and every database agrees on them. Migration `0002_spend` creates these tables.
   `held` (reserved, not yet settled). Reserving is one conditional UPDATE of this row,
   which row-locks it on Postgres, so concurrent requests of one user serialize there.
 - `spend_budgets` holds the default budget (user `*`) and per-user overrides.
-- `model_prices` holds admin price overrides over the price table shipped in the package.
+- `model_prices` holds admin price overrides over the price table shipped in the package;
+  `image_prices` the same per generated image.
 """
 
 from __future__ import annotations
@@ -129,5 +130,16 @@ class ModelPriceRow(Base):
     input_micro_usd_per_m: Mapped[int] = mapped_column(BigInteger)
     cached_input_micro_usd_per_m: Mapped[int] = mapped_column(BigInteger)
     output_micro_usd_per_m: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class ImagePriceRow(Base):
+    """An admin's price for one generated image of a model, in micro-USD (0012_daily)."""
+
+    __tablename__ = "image_prices"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    micro_usd_per_image: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -26,6 +26,9 @@ cost). OpenAI's `prompt_tokens` includes the cached ones, so for a flat price
 and reasoning tokens are already part of `completion_tokens`. A list price with tiers is
 computed by `genai-prices` itself (the tier is chosen by the prompt's size).
 
+Generated images are billed per image (`image_price_for`): an admin price
+(`/candor image-price`), the list prices in `IMAGE_LIST_USD`, else `DEFAULT_IMAGE_USD`.
+
 Dated snapshots (`gpt-4o-2024-08-06`) and provider prefixes (`openai/gpt-4o`) resolve to
 their family's price in the local table and overrides; `genai-prices` has its own matching
 rules per model, which are exact enough not to bill `o3-pro` at `o3`'s price.
@@ -46,7 +49,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.spend_models import ModelPriceRow
+from bot.db.spend_models import ImagePriceRow, ModelPriceRow
 from bot.settings import BudgetSettings
 
 log = logging.getLogger(__name__)
@@ -385,3 +388,72 @@ async def remove_price_override(session: AsyncSession, *, model: str) -> bool:
         .returning(ModelPriceRow.model)
     )
     return result.first() is not None
+
+
+# --- images -------------------------------------------------------------------------------
+
+#: List prices per image at the default size and quality (USD), by model family; an admin
+#: price (`image_prices`, `/candor image-price`) wins, and an unknown model is billed at
+#: `DEFAULT_IMAGE_USD` (on the high side, so an unknown model never spends a budget unseen).
+IMAGE_LIST_USD = {
+    "gpt-image-1": 0.042,
+    "gpt-image-1-mini": 0.011,
+    "dall-e-3": 0.04,
+    "dall-e-2": 0.02,
+}
+IMAGE_LIST_VERSION = "candor-images-1"
+DEFAULT_IMAGE_USD = 0.08
+
+
+@dataclass(frozen=True)
+class ImagePrice:
+    """What one generated image of `model` costs, and where the price came from."""
+
+    model: str
+    micro_usd_per_image: int
+    version: str
+    source: str
+
+    def cost_micro_usd(self, images: int) -> int:
+        return max(0, images) * self.micro_usd_per_image
+
+
+async def image_price_for(session: AsyncSession, model: str) -> ImagePrice:
+    """The price of one image of `model`: admin override, list price, then the default."""
+    names = list(dict.fromkeys([model.strip().lower(), normalize_model(model)]))
+    rows = (
+        await session.execute(select(ImagePriceRow).where(ImagePriceRow.model.in_(names)))
+    ).scalars()
+    by_name = {row.model: row for row in rows}
+    for name in names:
+        if name in by_name:
+            row = by_name[name]
+            return ImagePrice(
+                row.model, row.micro_usd_per_image, f"{OVERRIDE}@{_stamp(row.updated_at)}", OVERRIDE
+            )
+    for name in names:
+        if name in IMAGE_LIST_USD:
+            return ImagePrice(
+                name, usd_to_micro(IMAGE_LIST_USD[name]), f"{LOCAL}@{IMAGE_LIST_VERSION}", LOCAL
+            )
+    return ImagePrice(model, usd_to_micro(DEFAULT_IMAGE_USD), DEFAULT, DEFAULT)
+
+
+async def set_image_price(
+    session: AsyncSession, *, model: str, usd_per_image: float, now: datetime, by: str | None = None
+) -> ImagePrice:
+    """Add or replace an admin price per image for `model`."""
+    if usd_per_image < 0:
+        raise ValueError("prices cannot be negative")
+    name = model.strip().lower()
+    if not name:
+        raise ValueError("model name is empty")
+    row = await session.get(ImagePriceRow, name)
+    if row is None:
+        row = ImagePriceRow(model=name)
+        session.add(row)
+    row.micro_usd_per_image = usd_to_micro(usd_per_image)
+    row.updated_at = now
+    row.updated_by = by
+    await session.flush()
+    return ImagePrice(name, row.micro_usd_per_image, f"{OVERRIDE}@{_stamp(now)}", OVERRIDE)

@@ -67,6 +67,9 @@ class ToolContext:
     kb_top_k: int = 5
     kb_score_floor: float = 0.0
     event_id: str | None = None
+    #: The channel's image model (`generate_image`; `Toolbox.open` reads it when the tool
+    #: is allowed); None: no image generation here.
+    image_model: str | None = None
 
 
 @dataclass

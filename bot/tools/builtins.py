@@ -9,6 +9,9 @@
 - `lookup_user` / `lookup_channel`: public facts only (names, titles, topics), through
   the surface's `SlackReader`; nothing when no Slack is attached (the CLI).
 - `current_time`: the injected clock, in UTC or a named time zone.
+- `generate_image`: a picture from the channel's `image_model` through the images
+  endpoint, billed per image in the ledger and posted in the thread (`bot.tools.images`);
+  offered only where an admin set an image model (`/candor image-model`), off by default.
 
 Built-ins are read-only and never need approval; like every tool they are offered only
 where an admin allowed them (`/candor tools allow builtin[/TOOL] [#channel|--workspace]`).
@@ -24,11 +27,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.clock import Clock
 from bot.ports import KnowledgeSource, RetrievalQuery, RetrievedHit
 from bot.tools.base import BUILTIN, SlackReader, ToolContext, ToolOutput, ToolSpec
+from bot.tools.images import SIZES, ImageStudio
 
 #: Longest query the model may send to `search_knowledge`.
 MAX_QUERY_CHARS = 500
 #: Most thread messages `read_thread` returns.
 THREAD_LIMIT = 50
+GENERATE_IMAGE = "generate_image"
 
 
 @dataclass
@@ -40,6 +45,8 @@ class BuiltinEnv:
     reader: SlackReader | None = None
     #: Gives a hit its source number for this answer (the same chunk keeps its number).
     number: Callable[[RetrievedHit], RetrievedHit] = field(default=lambda hit: hit)
+    #: Image generation (`generate_image`), when the surface attached it.
+    images: ImageStudio | None = None
 
 
 Runner = Callable[[ToolContext, Mapping[str, Any], BuiltinEnv], Awaitable[ToolOutput]]
@@ -103,6 +110,17 @@ SPECS: dict[str, ToolSpec] = {
             "the clock",
             required=(),
         ),
+        _spec(
+            GENERATE_IMAGE,
+            "Generate an image from a text description; it is posted in this thread. "
+            "Use it only when the user asks for a picture. Each image is billed.",
+            {
+                "prompt": {"type": "string", "description": "what the image shows, in detail"},
+                "size": {"type": "string", "enum": list(SIZES), "description": "optional"},
+            },
+            "nothing (it posts one image in the thread, billed per image)",
+            required=("prompt",),
+        ),
     )
 }
 
@@ -119,6 +137,8 @@ def describe(name: str, arguments: Mapping[str, Any]) -> str:
         return "looking up a channel"
     if name == "current_time":
         return "checking the time"
+    if name == GENERATE_IMAGE:
+        return "drawing an image"
     return f"running {name}"
 
 
@@ -197,12 +217,24 @@ async def current_time(
     return ToolOutput(now.strftime(f"%A %Y-%m-%d %H:%M:%S ({name}, UTC%z)"))
 
 
+async def generate_image(
+    ctx: ToolContext, arguments: Mapping[str, Any], env: BuiltinEnv
+) -> ToolOutput:
+    if env.images is None:
+        return ToolOutput("Image generation is not available here.", error=True)
+    size = arguments.get("size")
+    return await env.images.generate(
+        ctx, str(arguments.get("prompt") or ""), str(size) if size else None
+    )
+
+
 RUNNERS: dict[str, Runner] = {
     "search_knowledge": search_knowledge,
     "read_thread": read_thread,
     "lookup_user": lookup_user,
     "lookup_channel": lookup_channel,
     "current_time": current_time,
+    GENERATE_IMAGE: generate_image,
 }
 
 

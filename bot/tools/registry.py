@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot import channels
 from bot.clock import Clock
 from bot.db.engine import Database
 from bot.llm import ToolCallRequest
@@ -38,6 +39,7 @@ from bot.tools.base import (
     ToolSpec,
 )
 from bot.tools.builtins import BuiltinEnv
+from bot.tools.images import ImageStudio
 from bot.tools.mcp import McpConnections, McpServerConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ class Toolbox:
         self.reader: SlackReader | None = None
         self.gate: ApprovalGate | None = None
         self.status: StatusSink | None = None
+        self.images: ImageStudio | None = None
 
     def attach(
         self,
@@ -119,11 +122,13 @@ class Toolbox:
         reader: SlackReader | None = None,
         gate: ApprovalGate | None = None,
         status: StatusSink | None = None,
+        images: ImageStudio | None = None,
     ) -> None:
-        """The surface's look-ups, approval buttons and status line."""
+        """The surface's look-ups, approval buttons, status line and image generation."""
         self.reader = reader or self.reader
         self.gate = gate or self.gate
         self.status = status or self.status
+        self.images = images or self.images
 
     async def rules(self, workspace_id: str) -> list[policy.Rule]:
         async with self.db.sessions() as session:
@@ -138,6 +143,11 @@ class Toolbox:
             for spec in builtins.SPECS.values()
             if policy.is_allowed(rules, server=BUILTIN, tool=spec.tool, **where)
         ]
+        if any(spec.name == builtins.GENERATE_IMAGE for spec in specs):
+            # Image generation only where an admin set an image model, and a surface can show it.
+            ctx = replace(ctx, image_model=await self._image_model(ctx))
+            if not (ctx.image_model and self.images):
+                specs = [spec for spec in specs if spec.name != builtins.GENERATE_IMAGE]
         wanted = policy.any_server_rule(rules, **where) & set(self.servers)
         connections = McpConnections(
             {name: self.servers[name] for name in wanted},
@@ -154,6 +164,14 @@ class Toolbox:
             await connections.close()
             return None
         return TurnTools(self, ctx, specs, connections, first_index=first_index)
+
+    async def _image_model(self, ctx: ToolContext) -> str | None:
+        """The channel's `image_model` (None: off), read only when the tool is allowed."""
+        async with self.db.sessions() as session:
+            eff = await channels.load_effective(
+                session, self.settings, workspace_id=ctx.workspace_id, channel_id=ctx.channel_id
+            )
+        return eff.image_model
 
     def check_name(self, raw: str) -> tuple[str, str]:
         """`SERVER[/TOOL]` -> (server, tool), refusing servers and built-ins that do not exist."""
@@ -329,6 +347,7 @@ class TurnTools:
                 knowledge=self.box.knowledge,
                 reader=self.box.reader,
                 number=self.number,
+                images=self.box.images,
             )
             return await builtins.RUNNERS[spec.tool](self.ctx, arguments, env)
         return await self.connections.call(spec.server, spec.tool, arguments, limit_seconds)

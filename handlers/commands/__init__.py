@@ -36,6 +36,7 @@ from handlers.commands import (
     admins,
     catchup,
     experts,
+    images,
     knowledge,
     redact,
     settings,
@@ -117,6 +118,7 @@ REGISTRY = Registry(
     experts.SUBCOMMANDS,
     redact.SUBCOMMANDS,
     catchup.SUBCOMMANDS,
+    images.SUBCOMMANDS,
 )
 #: Subcommands anyone may run; everything else is for admins.
 PUBLIC = REGISTRY.public

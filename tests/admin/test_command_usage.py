@@ -35,6 +35,8 @@ TODAY = (
     "flag-threshold",
     "tools",
     "catchup",
+    "image-model",
+    "image-price",
 )
 
 

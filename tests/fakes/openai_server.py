@@ -15,6 +15,9 @@ seconds before each piece (a slow server that never trips a per-read timeout), a
 `cut_after=2` drops the connection after that many pieces (no finish, no usage, no
 `[DONE]`).
 
+Images: `POST /v1/images/generations` is recorded in `image_requests` and answered with
+`image_bytes` as `b64_json` (or `image_url`, when set, as `url`).
+
 Logprobs (sent when the request asks for them): `logprob=-0.05` for every token, or
 `logprobs=[-0.1, -2.3, ...]` one per piece (streaming) / per word (whole answer), and
 `top_logprobs={"yes": -0.1, "no": -2.4}` as the first token's alternatives (what a judge
@@ -26,6 +29,7 @@ message) and citing [1], the setting in which confidence is evaluated.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import time
@@ -71,6 +75,11 @@ class FakeOpenAIServer:
     restate: bool = False  # unscripted replies restate the question and cite [1]
     requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_requests: list[dict[str, Any]] = field(default_factory=list)
+    #: Bodies of `POST /v1/images/generations`; each is answered with `image_bytes`
+    #: (as `b64_json`), or with `image_url` only when that is set.
+    image_requests: list[dict[str, Any]] = field(default_factory=list)
+    image_bytes: bytes = b"\x89PNG\r\n\x1a\nfake-image"
+    image_url: str | None = None
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -106,6 +115,7 @@ class FakeOpenAIServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/images/generations", self._images)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -287,6 +297,19 @@ class FakeOpenAIServer:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    async def _images(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.image_requests.append(body)
+        item: dict[str, Any] = (
+            {"url": self.image_url}
+            if self.image_url
+            else {"b64_json": base64.b64encode(self.image_bytes).decode("ascii")}
+        )
+        item["revised_prompt"] = str(body.get("prompt", ""))
+        return web.json_response(
+            {"created": int(time.time()), "data": [item] * int(body.get("n") or 1)}
+        )
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
