@@ -1,7 +1,8 @@
 """Wiring the Slack surface: Web API client, Bolt app, and the two transports.
 
 `SlackRuntime.build(deps)` makes the `AsyncWebClient` (pointed at `SLACK_API_URL`, with
-Slack's `ratelimited` answers retried after `Retry-After`), the Bolt `AsyncApp` with every
+Slack's `ratelimited` answers retried after `Retry-After`, every call of the process over
+one shared aiohttp session and its kept-alive connections), the Bolt `AsyncApp` with every
 handler registered, and the `SlackSurface` the handlers share. Then either:
 
 - `start_socket()`: Socket Mode over aiohttp (no public URL; the laptop default), or
@@ -29,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -56,12 +58,39 @@ READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
 
 
-def build_client(settings: Settings) -> AsyncWebClient:
-    """The bot's Web API client; retries connection errors and Slack rate limits."""
+#: Seconds one Web API call may take (slack_sdk's own default).
+SLACK_TIMEOUT_SECONDS = 30
+#: Connections kept to Slack's Web API; more calls at once wait for a free one.
+SLACK_CONNECTIONS = 100
+
+
+def slack_session() -> aiohttp.ClientSession:
+    """The one HTTP session every Web API call of the process goes through.
+
+    Without it slack_sdk opens a session, and so a TCP (and TLS) connection, per call:
+    about a third of Candor's CPU per answer went into connecting. Must be created with
+    the event loop running; `SlackRuntime.shutdown` closes it.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS),
+    )
+
+
+def build_client(
+    settings: Settings, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """The bot's Web API client; retries connection errors and Slack rate limits.
+
+    Give it `session` (see `slack_session`) in a long-running process; without one each
+    call opens its own connection, which is fine for a one-off CLI command.
+    """
     token = settings.slack.bot_token.get_secret_value() if settings.slack.bot_token else None
     return AsyncWebClient(
         token=token,
         base_url=settings.slack.api_url,
+        session=session,
+        timeout=SLACK_TIMEOUT_SECONDS,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(),
             AsyncRateLimitErrorRetryHandler(max_retry_count=2),
@@ -228,10 +257,15 @@ class SlackRuntime:
     health_port: int | None = None
     _socket: AsyncSocketModeHandler | None = None
     _stopped: bool = field(default=False)
+    #: The Web API client's HTTP session, when `build` made it (closed on shutdown).
+    _session: aiohttp.ClientSession | None = None
 
     @classmethod
     def build(cls, deps: Deps, client: AsyncWebClient | None = None) -> SlackRuntime:
-        client = client or build_client(deps.settings)
+        owned: aiohttp.ClientSession | None = None
+        if client is None:
+            owned = slack_session()
+            client = build_client(deps.settings, owned)
         surface = SlackSurface(client, max_image_bytes=deps.settings.slack.max_image_bytes)
         deps.extras["slack"] = surface
         deps.extras["slack_client"] = client
@@ -240,7 +274,9 @@ class SlackRuntime:
         deps.extras[ADMIN_POSTER] = SlackAdminPoster(client)
         metrics = deps.extras.setdefault(METRICS, Metrics())
         _instrument_answers(deps, metrics)
-        return cls(deps=deps, client=client, app=build_app(deps, client), surface=surface)
+        runtime = cls(deps=deps, client=client, app=build_app(deps, client), surface=surface)
+        runtime._session = owned
+        return runtime
 
     # --- HTTP ------------------------------------------------------------------------
 
@@ -333,3 +369,5 @@ class SlackRuntime:
         if self._health_runner is not None:
             await self._health_runner.cleanup()
         await self.surface.close()
+        if self._session is not None:
+            await self._session.close()

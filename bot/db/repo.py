@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -34,6 +34,33 @@ async def get_channel_row(
         )
     )
     return result.scalar_one_or_none()
+
+
+async def get_settings_rows(
+    session: AsyncSession, *, workspace_id: str, channel_id: str
+) -> tuple[ChannelSettingsRow | None, ChannelSettingsRow | None]:
+    """The workspace-default row and the channel's row (each None if absent), in one query."""
+    result = await session.execute(
+        select(ChannelSettingsRow).where(
+            or_(
+                and_(
+                    ChannelSettingsRow.workspace_id == DEFAULT_KEY,
+                    ChannelSettingsRow.channel_id == DEFAULT_KEY,
+                ),
+                and_(
+                    ChannelSettingsRow.workspace_id == workspace_id,
+                    ChannelSettingsRow.channel_id == channel_id,
+                ),
+            )
+        )
+    )
+    default = channel = None
+    for row in result.scalars():
+        if row.workspace_id == DEFAULT_KEY and row.channel_id == DEFAULT_KEY:
+            default = row
+        if row.workspace_id == workspace_id and row.channel_id == channel_id:
+            channel = row
+    return default, channel
 
 
 async def get_default_row(
@@ -79,6 +106,13 @@ async def list_channel_rows(session: AsyncSession) -> Sequence[ChannelSettingsRo
 CLAIMED = "claimed"
 
 
+def _insert(session: AsyncSession, model: Any) -> Any:
+    """A dialect INSERT with ON CONFLICT (both Postgres and SQLite have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
+
+
 async def claim_event(
     session: AsyncSession,
     *,
@@ -92,28 +126,28 @@ async def claim_event(
 ) -> bool:
     """Claim `event_id` for processing; False when another delivery already claimed it.
 
-    The primary key makes this atomic across replicas: exactly one INSERT wins. Where the
-    message was is stored with the claim, so a claim that never finishes can be reported
-    in its thread (`stale_claims`, `fail_claim`).
+    The primary key makes this atomic across replicas and worker processes: exactly one
+    INSERT wins (`ON CONFLICT DO NOTHING`: one statement, no savepoint). Where the message
+    was is stored with the claim, so a claim that never finishes can be reported in its
+    thread (`stale_claims`, `fail_claim`).
     """
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                insert(ProcessedEventRow).values(
-                    event_id=event_id,
-                    kind=kind,
-                    status=CLAIMED,
-                    received_at=now,
-                    updated_at=now,
-                    workspace_id=workspace_id,
-                    channel_id=channel_id,
-                    thread_ts=thread_ts,
-                    user_id=user_id,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    won = await session.execute(
+        _insert(session, ProcessedEventRow)
+        .values(
+            event_id=event_id,
+            kind=kind,
+            status=CLAIMED,
+            received_at=now,
+            updated_at=now,
+            workspace_id=workspace_id,
+            channel_id=channel_id,
+            thread_ts=thread_ts,
+            user_id=user_id,
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(ProcessedEventRow.event_id)
+    )
+    return won.first() is not None
 
 
 async def mark_event(session: AsyncSession, *, event_id: str, status: str, now: datetime) -> None:
@@ -233,3 +267,23 @@ async def record_answer(session: AsyncSession, *, now: datetime, **fields: Any) 
     session.add(row)
     await session.flush()
     return row
+
+
+async def store_exchange(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    turns: Sequence[dict[str, Any]],
+    answer: dict[str, Any],
+) -> int:
+    """Store a question and its answer: the thread's `turns` (none for a turn that is not
+    remembered) and the answer row; returns the answer's id. Core INSERTs, no ORM unit
+    of work: this runs for every answer."""
+    if turns:
+        await session.execute(
+            insert(ConversationTurnRow), [{"created_at": now, **turn} for turn in turns]
+        )
+    new_id = await session.execute(
+        insert(AnswerRow).values(created_at=now, **answer).returning(AnswerRow.id)
+    )
+    return int(new_id.scalar_one())

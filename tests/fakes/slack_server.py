@@ -67,6 +67,8 @@ class SlackCall:
     headers: dict[str, str]
     #: The `error` Slack answered with (`ok: false` or 429), None when it succeeded.
     error: str | None = None
+    #: The client's (host, port): calls over one kept-alive connection share it.
+    peer: Any = None
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.body.get(key, default)
@@ -424,7 +426,8 @@ class FakeSlackServer:
             else:
                 body.update(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
         headers = {k: v for k, v in request.headers.items()}
-        call = SlackCall(method, body, headers)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        call = SlackCall(method, body, headers, peer=tuple(peer) if peer else None)
         self.calls.append(call)
         try:
             response = self._dispatch(method, body, headers)
