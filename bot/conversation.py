@@ -37,7 +37,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -212,6 +211,14 @@ class Answer:
         }
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A turn's channel settings and stored thread history (`ConversationManager.load`)."""
+
+    settings: EffectiveSettings
+    history: tuple[HistoryMessage, ...] = ()
+
+
 @dataclass
 class Prompt:
     messages: list[dict[str, Any]]
@@ -257,27 +264,50 @@ class ConversationManager:
         async with self.db.sessions() as session:
             return await repo.thread_exists(session, thread_key=thread_key)
 
-    async def reply(self, turn: Turn, on_delta: DeltaCallback | None = None) -> Answer:
-        """Answer `turn`; raises `CandorError` subclasses with a user-facing sentence."""
+    async def load(
+        self,
+        session: AsyncSession,
+        *,
+        workspace_id: str,
+        channel_id: str,
+        thread_key: str,
+        with_history: bool = True,
+    ) -> Loaded:
+        """What `reply` reads first, in the caller's transaction (a surface reads it with
+        its claim of the message: one round of database work instead of three)."""
+        eff = await channels.load_effective(
+            session, self.settings, workspace_id=workspace_id, channel_id=channel_id
+        )
+        rows = await repo.load_thread(session, thread_key=thread_key) if with_history else []
+        return Loaded(eff, tuple(HistoryMessage(r.role, r.text) for r in rows))
+
+    async def reply(
+        self, turn: Turn, on_delta: DeltaCallback | None = None, *, loaded: Loaded | None = None
+    ) -> Answer:
+        """Answer `turn`; raises `CandorError` subclasses with a user-facing sentence.
+
+        `loaded`: the channel settings and thread history the caller already read (`load`).
+        """
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        try:
-            async with self.db.sessions() as session:
-                eff = await channels.load_effective(
-                    session,
-                    self.settings,
-                    workspace_id=turn.workspace_id,
-                    channel_id=turn.channel_id,
-                )
-                rows = await repo.load_thread(session, thread_key=turn.thread_key)
-        except SQLAlchemyError as exc:
-            log.warning("Could not load %s: %s", turn.thread_key, type(exc).__name__)
-            raise StorageUnavailable(type(exc).__name__) from None
+        if loaded is None:
+            try:
+                async with self.db.sessions() as session:
+                    loaded = await self.load(
+                        session,
+                        workspace_id=turn.workspace_id,
+                        channel_id=turn.channel_id,
+                        thread_key=turn.thread_key,
+                    )
+            except SQLAlchemyError as exc:
+                log.warning("Could not load %s: %s", turn.thread_key, type(exc).__name__)
+                raise StorageUnavailable(type(exc).__name__) from None
+        eff = loaded.settings
         timings["load_ms"] = _ms(started)
         if not eff.enabled:
             raise ChannelDisabled(f"channel {turn.channel_id} disabled")
 
-        history: list[HistoryMessage] = [HistoryMessage(r.role, r.text) for r in rows]
+        history: list[HistoryMessage] = list(loaded.history)
         if not history and turn.history_fallback:
             history = list(turn.history_fallback)
         # Redaction before the LLM (`bot.redaction`): the question (so retrieval, storage
@@ -807,64 +837,59 @@ class ConversationManager:
         now = self.clock.now()
         try:
             async with self.db.write() as session:
-                if turn.remember:
-                    await self._remember(session, turn, answer, now)
-                row = await repo.record_answer(
+                base = {
+                    "workspace_id": turn.workspace_id,
+                    "channel_id": turn.channel_id,
+                    "thread_key": turn.thread_key,
+                    "event_id": turn.event_id,
+                }
+                answer_id = await repo.store_exchange(
                     session,
                     now=now,
-                    event_id=turn.event_id,
-                    workspace_id=turn.workspace_id,
-                    channel_id=turn.channel_id,
-                    thread_key=turn.thread_key,
-                    user_id=turn.user_id,
-                    model=model,
-                    text=answer.text,
-                    prompt_tokens=answer.usage.prompt_tokens,
-                    completion_tokens=answer.usage.completion_tokens,
-                    usage_estimated=answer.usage.estimated,
-                    hits=[h.as_dict() for h in answer.hits] or None,
-                    confidence=answer.confidence,
-                    flagged=answer.flagged,
-                    reasons=list(answer.reasons) or None,
-                    signals=answer.signals or None,
+                    turns=self._turn_rows(turn, answer, base) if turn.remember else (),
+                    answer={
+                        **base,
+                        "user_id": turn.user_id,
+                        "model": model,
+                        "text": answer.text,
+                        "prompt_tokens": answer.usage.prompt_tokens,
+                        "completion_tokens": answer.usage.completion_tokens,
+                        "usage_estimated": answer.usage.estimated,
+                        "hits": [h.as_dict() for h in answer.hits] or None,
+                        "confidence": answer.confidence,
+                        "flagged": answer.flagged,
+                        "reasons": list(answer.reasons) or None,
+                        "signals": answer.signals or None,
+                    },
                 )
-                set_log_context(answer_id=row.id)  # later log lines of this turn carry it
-                return row.id
+                set_log_context(answer_id=answer_id)  # later log lines of this turn carry it
+                return answer_id
         except Exception:
             # The user already has the answer; losing thread memory is better than
             # failing the reply. Spend was settled separately.
             log.exception("Could not store the turns of %s", turn.thread_key)
             return None
 
-    async def _remember(
-        self, session: AsyncSession, turn: Turn, answer: Answer, now: datetime
-    ) -> None:
+    def _turn_rows(self, turn: Turn, answer: Answer, base: dict[str, Any]) -> list[dict[str, Any]]:
         """Both turns of the thread, so later messages there have their history."""
-        model = answer.model
-        await repo.add_turn(
-            session,
-            workspace_id=turn.workspace_id,
-            channel_id=turn.channel_id,
-            thread_key=turn.thread_key,
-            role="user",
-            text=turn.text,
-            token_count=self.tokens.count(turn.text, model),
-            user_id=turn.user_id,
-            event_id=turn.event_id,
-            now=now,
-        )
-        await repo.add_turn(
-            session,
-            workspace_id=turn.workspace_id,
-            channel_id=turn.channel_id,
-            thread_key=turn.thread_key,
-            role="assistant",
-            text=answer.text,
-            token_count=answer.usage.completion_tokens,
-            model=model,
-            event_id=turn.event_id,
-            now=now,
-        )
+        return [
+            {
+                **base,
+                "role": "user",
+                "text": turn.text,
+                "token_count": self.tokens.count(turn.text, answer.model),
+                "user_id": turn.user_id,
+                "model": None,
+            },
+            {
+                **base,
+                "role": "assistant",
+                "text": answer.text,
+                "token_count": answer.usage.completion_tokens,
+                "user_id": None,
+                "model": answer.model,
+            },
+        ]
 
 
 class _Sink:

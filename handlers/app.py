@@ -48,6 +48,7 @@ from bot.observability.logs import set_log_context
 from bot.observability.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.settings import Settings
 from handlers import register_all
+from handlers.directory import SlackDirectory
 from handlers.slack_io import SlackSurface
 
 log = logging.getLogger(__name__)
@@ -233,13 +234,13 @@ class SlackAdminPoster:
         )
 
 
-def _attach_directory(deps: Deps, client: AsyncWebClient) -> None:
-    """Knowledge retrieval asks Slack who may see which channel."""
+def _attach_directory(deps: Deps, directory: SlackDirectory) -> None:
+    """Knowledge retrieval asks Slack who may see which channel (through the directory the
+    surface uses for names, so one cache serves both)."""
     from bot.kb import ScopedKnowledge
-    from handlers.directory import SlackDirectory
 
     if isinstance(deps.knowledge, ScopedKnowledge):
-        deps.knowledge.directory = SlackDirectory(client)
+        deps.knowledge.directory = directory
 
 
 @dataclass
@@ -266,11 +267,15 @@ class SlackRuntime:
         if client is None:
             owned = slack_session()
             client = build_client(deps.settings, owned)
-        surface = SlackSurface(client, max_image_bytes=deps.settings.slack.max_image_bytes)
+        surface = SlackSurface(
+            client,
+            max_image_bytes=deps.settings.slack.max_image_bytes,
+            directory=SlackDirectory(client),
+        )
         deps.extras["slack"] = surface
         deps.extras["slack_client"] = client
         _route_spend_alerts(deps, client)
-        _attach_directory(deps, client)
+        _attach_directory(deps, surface.lookups)
         deps.extras[ADMIN_POSTER] = SlackAdminPoster(client)
         metrics = deps.extras.setdefault(METRICS, Metrics())
         _instrument_answers(deps, metrics)

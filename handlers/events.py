@@ -36,14 +36,14 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.conversation import Turn
+from bot.conversation import Loaded, Turn
 from bot.db import repo
 from bot.deps import Deps
 from bot.errors import CandorError, ChannelDisabled, StorageUnavailable
 from bot.jobs.scheduler import THREAD_NOTICE
 from bot.ports import OverBudget
 from bot.spend.ledger import DuplicateCall
-from handlers import render, review, uploads
+from handlers import directory, render, review, uploads
 from handlers.incoming import Incoming, parse
 from handlers.reply import Reply
 from handlers.slack_io import Indicator, SlackSurface
@@ -77,6 +77,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     app.event("app_mention")(on_event)
     app.event("message")(on_event)
+    # Renames, joins, leaves and profile changes drop what the directory cached.
+    directory.register(app, surface.lookups)
 
     assistant = AsyncAssistant()
 
@@ -99,18 +101,15 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     known_thread = await _known_thread(deps, surface, incoming)
     if incoming.needs_known_thread and not known_thread:
         return
+    claimed: bool | None = None
+    loaded: Loaded | None = None
     try:
-        async with deps.db.write() as session:
-            claimed = await repo.claim_event(
-                session,
-                event_id=incoming.claim_key,
-                kind=incoming.kind,
-                now=deps.clock.now(),
-                workspace_id=incoming.team_id,
-                channel_id=incoming.channel,
-                thread_ts=incoming.thread_ts,
-                user_id=incoming.user,
-            )
+        try:
+            claimed, loaded = await _claim(deps, incoming, known_thread, with_settings=True)
+        except _LoadFailed:
+            # The settings or history could not be read, which rolled the claim back: claim
+            # alone, so the failure below is told once and marks the claim (none stuck).
+            claimed, loaded = await _claim(deps, incoming, known_thread, with_settings=False)
     except Exception:
         # Without the claim we cannot promise one answer; say so once and let Slack retry.
         log.exception("Could not claim %s", incoming.claim_key)
@@ -119,11 +118,50 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     if not claimed:
         log.info("Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id)
         return
-    await _answer_claimed(deps, surface, incoming, known_thread)
+    await _answer_claimed(deps, surface, incoming, known_thread, loaded)
+
+
+class _LoadFailed(Exception):
+    """Reading the settings or history with the claim failed (the claim rolled back)."""
+
+
+async def _claim(
+    deps: Deps, incoming: Incoming, known_thread: bool, *, with_settings: bool
+) -> tuple[bool, Loaded | None]:
+    """Claim the message and, with the claim, read the channel's settings and the thread's
+    history: one transaction where there were three."""
+    async with deps.db.write() as session:
+        claimed = await repo.claim_event(
+            session,
+            event_id=incoming.claim_key,
+            kind=incoming.kind,
+            now=deps.clock.now(),
+            workspace_id=incoming.team_id,
+            channel_id=incoming.channel,
+            thread_ts=incoming.thread_ts,
+            user_id=incoming.user,
+        )
+        if not claimed or not with_settings:
+            return claimed, None
+        try:
+            loaded = await deps.manager.load(
+                session,
+                workspace_id=incoming.team_id,
+                channel_id=incoming.channel,
+                thread_key=incoming.thread_key,
+                with_history=known_thread,
+            )
+        except Exception as exc:
+            raise _LoadFailed from exc
+    return True, loaded
 
 
 async def _answer_claimed(
-    deps: Deps, surface: SlackSurface, incoming: Incoming, known_thread: bool
+    deps: Deps,
+    surface: SlackSurface,
+    incoming: Incoming,
+    known_thread: bool,
+    loaded: Loaded | None,
 ) -> None:
     """Everything after a won claim, in one `try`: it ends with the claim marked.
 
@@ -153,7 +191,10 @@ async def _answer_claimed(
                 return
             status = "learned"
             return
-        settings = await manager.channel_settings(incoming.team_id, incoming.channel)
+        if loaded is not None:
+            settings = loaded.settings
+        else:
+            settings = await manager.channel_settings(incoming.team_id, incoming.channel)
         if not settings.enabled:
             status = "disabled"
             return
@@ -161,7 +202,7 @@ async def _answer_claimed(
             incoming.channel, incoming.thread_ts, incoming.ts, incoming.is_dm
         )
         turn = await _turn(surface, incoming, known_thread)
-        result = await manager.reply(turn, on_delta=reply.delta)
+        result = await manager.reply(turn, on_delta=reply.delta, loaded=loaded)
         await indicator.stop()
         await reply.finish(result)
         status = "answered"

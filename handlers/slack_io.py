@@ -2,8 +2,9 @@
 
 `SlackSurface` is what the event handlers share (kept in `deps.extras["slack"]`): the
 Web API client, the set of in-flight answer tasks (so shutdown can drain them), an HTTP
-session for file downloads and a short TTL cache of user and channel names (names only:
-nothing a second replica could disagree about in a way that matters). The Slack
+session for file downloads and the `SlackDirectory` (a short TTL cache of user and
+channel objects, dropped by Slack's events, shared with retrieval's scope checks) that
+gives names and locales. The Slack
 messages of the answer itself are `handlers.reply.Reply`'s.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -23,13 +24,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import Attachment, HistoryMessage
 from handlers import render
+from handlers.directory import SlackDirectory
 
 log = logging.getLogger(__name__)
 
 THINKING_STATUS = "is thinking…"
 THINKING_REACTION = "eyes"
-NAME_TTL_SECONDS = 300.0
-NAME_CACHE_MAX = 5_000
 SLACK_FILE_ORIGIN = "https://files.slack.com:443"
 MAX_REDIRECTS = 3
 DOWNLOAD_CHUNK = 64 * 1024
@@ -46,8 +46,16 @@ class SlackSurface:
     accepting: bool = True
     #: The origin file downloads may send the token to; None: derived from the client.
     file_origin: str | None = None
-    _names: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    #: Users and channels, briefly cached (shared with retrieval's scope checks).
+    directory: SlackDirectory | None = None
     _http: aiohttp.ClientSession | None = None
+
+    @property
+    def lookups(self) -> SlackDirectory:
+        """The directory (one is made on first use when none was given)."""
+        if self.directory is None:
+            self.directory = SlackDirectory(self.client)
+        return self.directory
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Run `work` in the background, tracked for shutdown; None once draining."""
@@ -88,54 +96,32 @@ class SlackSurface:
             await self._http.close()
             self._http = None
 
-    # --- names (short TTL cache) -----------------------------------------------------
+    # --- names (the directory's short TTL cache) -------------------------------------
 
     async def user_name(self, user_id: str) -> str | None:
-        async def fetch() -> str | None:
-            user = (await self.client.users_info(user=user_id, include_locale=True))["user"]
-            # The same call gives the locale (`fr-FR`); cached beside the name.
-            locale = user.get("locale")
-            self._names[f"l:{user_id}"] = (
-                time.monotonic() + NAME_TTL_SECONDS,
-                str(locale) if locale else None,
-            )
-            profile = user.get("profile") or {}
-            name = profile.get("display_name") or user.get("real_name") or user.get("name")
-            return str(name) if name else None
-
-        return await self._cached(f"u:{user_id}", fetch)
+        user = await self._lookup(self.lookups.user, user_id)
+        profile = user.get("profile") or {}
+        name = profile.get("display_name") or user.get("real_name") or user.get("name")
+        return str(name) if name else None
 
     async def user_locale(self, user_id: str) -> str | None:
         """The user's Slack locale (`fr-FR`), fetched with their name; None if unknown."""
-        hit = self._names.get(f"l:{user_id}")
-        if hit is None or hit[0] <= time.monotonic():
-            self._names.pop(f"u:{user_id}", None)  # fetch the name again, the locale with it
-            await self.user_name(user_id)
-            hit = self._names.get(f"l:{user_id}")
-            if hit is None:  # Slack failed: not again until the name is fetched again
-                hit = self._names[f"l:{user_id}"] = (time.monotonic() + NAME_TTL_SECONDS, None)
-        return hit[1]
+        locale = (await self._lookup(self.lookups.user, user_id)).get("locale")
+        return str(locale) if locale else None
 
     async def channel_name(self, channel_id: str) -> str | None:
-        async def fetch() -> str | None:
-            channel = (await self.client.conversations_info(channel=channel_id))["channel"]
-            return f"#{channel['name']}" if channel.get("name") else None
+        channel = await self._lookup(self.lookups.channel, channel_id)
+        return f"#{channel['name']}" if channel.get("name") else None
 
-        return await self._cached(f"c:{channel_id}", fetch)
-
-    async def _cached(self, key: str, fetch: Any) -> str | None:
-        now = time.monotonic()
-        hit = self._names.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    async def _lookup(
+        self, get: Callable[[str], Awaitable[Mapping[str, Any]]], key: str
+    ) -> Mapping[str, Any]:
+        """A directory object, or an empty one when Slack cannot say (a name is optional)."""
         try:
-            value: str | None = await fetch()
-        except (SlackApiError, KeyError, TypeError):
-            value = None
-        if len(self._names) >= NAME_CACHE_MAX:
-            self._names.clear()  # crude, but bounded; names are cheap to fetch again
-        self._names[key] = (now + NAME_TTL_SECONDS, value)
-        return value
+            return await get(key)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError, KeyError, TypeError) as exc:
+            log.info("Slack lookup of %s failed: %s", key, type(exc).__name__)
+            return {}
 
     # --- files and history -----------------------------------------------------------
 

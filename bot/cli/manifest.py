@@ -33,9 +33,14 @@ BOT_EVENTS = (
     "app_mention",
     "assistant_thread_context_changed",
     "assistant_thread_started",
+    # These four drop cached channels, users and memberships (handlers.directory).
+    "channel_rename",
+    "member_joined_channel",
+    "member_left_channel",
     "message.channels",
     "message.groups",
     "message.im",
+    "user_change",
 )
 
 #: Message shortcuts (`handlers.shortcuts`): (callback id, name, description).
