@@ -33,8 +33,8 @@ def verdicts(deps: Deps) -> list[dict[str, Any]]:
     queue: list[dict[str, Any]] = []
     real = deps.manager.reply
 
-    async def reply(turn: Turn, on_delta: DeltaCallback | None = None) -> Answer:
-        answer = await real(turn, on_delta)
+    async def reply(turn: Turn, on_delta: DeltaCallback | None = None, **kw: Any) -> Answer:
+        answer = await real(turn, on_delta, **kw)
         verdict = queue.pop(0) if queue else {"flagged": False, "reasons": []}
         for name, value in verdict.items():
             setattr(answer, name, value)
