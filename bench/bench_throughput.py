@@ -17,7 +17,7 @@ numbers depend on what else the machine runs.
     .venv/bin/python bench/bench_throughput.py                      # the whole table
     .venv/bin/python bench/bench_throughput.py --transport socket --db sqlite --n 200
     .venv/bin/python bench/bench_throughput.py --n 200 --duration 300   # memory over 5 min
-    .venv/bin/python bench/bench_throughput.py --workers 2
+    .venv/bin/python bench/bench_throughput.py --workers 2   # QDRANT_URL: a fake, empty one
     .venv/bin/python bench/bench_throughput.py --transport socket --db sqlite --n 200 \
         --profile /tmp/candor.txt        # py-spy's collapsed stacks (pip install py-spy)
 
@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp
+from aiohttp import web
 
 from bench.fake_llm_process import FakeLLMProcess
 from bench.fake_slack_process import END_MARKER
@@ -116,6 +117,26 @@ async def _fresh_postgres(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + PG_BENCH_DB
 
 
+async def fake_qdrant() -> tuple[web.AppRunner, str]:
+    """A Qdrant server with no collection yet (an empty knowledge base), for `--workers`:
+    several workers cannot share the embedded store, so they get a `QDRANT_URL`."""
+
+    async def root(_request: web.Request) -> web.Response:
+        return web.json_response({"title": "qdrant - fake", "version": "1.15.0"})
+
+    async def exists(_request: web.Request) -> web.Response:
+        return web.json_response({"result": {"exists": False}, "status": "ok", "time": 0})
+
+    app = web.Application()
+    app.router.add_get("/", root)
+    app.router.add_get("/collections/{name}/exists", exists)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
 class Candor:
     """`candor serve` in a process of its own."""
 
@@ -177,6 +198,9 @@ async def one_run(
             "CANDOR_KB_EMBEDDER": "sparse",
             "DATABASE_URL": "",
         }
+        qdrant = None
+        if workers > 1:
+            qdrant, env["QDRANT_URL"] = await fake_qdrant()
         if db == "postgres":
             env["DATABASE_URL"] = await _fresh_postgres(pg_url)
             upgrade = await asyncio.create_subprocess_exec(
@@ -187,8 +211,7 @@ async def one_run(
         port = _free_port()
         if transport == "http":
             args += ["--http", "--port", str(port)]
-        if workers != 1:
-            args += ["--workers", str(workers)]
+        args += ["--workers", str(workers)]
         candor = Candor(env, args, tmp)
         await candor.start()
         events_url = f"http://127.0.0.1:{port}/slack/events"
@@ -244,6 +267,8 @@ async def one_run(
         cpu = _cpu_seconds(_tree(candor.pid)) - cpu_before
         result["load"] = (load_before + os.getloadavg()[0]) / 2
         await candor.stop()
+        if qdrant is not None:
+            await qdrant.cleanup()
         log_text = candor.log.read_text(errors="replace")
         result["log_errors"] = log_text.count(" ERROR ") + log_text.count("Traceback")
     answered = result["answered"]

@@ -120,6 +120,9 @@ class TokenCounter:
             import tiktoken
 
             encoder = tiktoken.get_encoding(name)
+            # tiktoken keeps a Python copy of the ~200k merge ranks only for pickling; the
+            # Rust encoder has its own. Dropping it saves ~25 MiB per process.
+            encoder._mergeable_ranks = {}
             self.backend = "tiktoken"
         except Exception as exc:  # offline, unwritable cache, unknown encoding
             log.debug("tiktoken could not load %s: %s", name, exc)
@@ -138,6 +141,12 @@ class TokenCounter:
             )
         self._encoders[name] = encoder
         return encoder
+
+    def warm(self, *models: str) -> None:
+        """Load the encodings of `models` now (blocking: run it off the event loop), so the
+        first message does not pay for it while every other conversation waits."""
+        for model in models:
+            self._load(encoding_name_for(model))
 
     def count(self, text: str, model: str) -> int:
         """Tokens in `text` for `model` (an estimate of len/4 when no tokenizer loads)."""

@@ -296,23 +296,30 @@ class SlackRuntime:
         web_app.router.add_get(READY_PATH, self._ready)
         web_app.router.add_get(METRICS_PATH, self._metrics)
 
-    async def start_health(self, port: int, host: str = "0.0.0.0") -> int:
+    async def start_health(
+        self, port: int, host: str = "0.0.0.0", *, reuse_port: bool = False
+    ) -> int:
         """Socket Mode: serve /healthz, /readyz and /metrics on `port`; returns the port."""
         web_app = web.Application()
         self._add_probes(web_app)
         self._health_runner = web.AppRunner(web_app, access_log=None)
         await self._health_runner.setup()
-        site = web.TCPSite(self._health_runner, host, port)
+        site = web.TCPSite(self._health_runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         self.health_port = int(self._health_runner.addresses[0][1])
         log.info("Health and metrics on http://%s:%d", host, self.health_port)
         return self.health_port
 
-    async def start_http(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve Slack's HTTP requests on `port` (0 picks one); returns the bound port."""
+    async def start_http(
+        self, port: int, host: str = "0.0.0.0", *, reuse_port: bool = False
+    ) -> int:
+        """Serve Slack's HTTP requests on `port` (0 picks one); returns the bound port.
+
+        `reuse_port`: several worker processes listen on the same port (SO_REUSEPORT).
+        """
         self._runner = web.AppRunner(self.web_app(), access_log=None)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port)
+        self._site = web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None)
         await self._site.start()
         self.port = int(self._runner.addresses[0][1])
         log.info("Candor is listening for Slack on http://%s:%d%s", host, self.port, EVENTS_PATH)

@@ -6,7 +6,7 @@ hands them down; nothing below creates clients on its own.
 
     candor chat [--channel C] [--user U]           a REPL on the same manager as the bot
     candor chat --once "question" [--json]         one answer, for scripts
-    candor serve [--http --port N]                 the Slack app (Socket Mode or HTTP)
+    candor serve [--http --port N] [--workers N]   the Slack app (Socket Mode or HTTP)
     candor db upgrade                              apply database migrations
     candor db check [--wait S]                     exit 0 once the database is migrated
     candor manifest [--http --url URL]             print the Slack app manifest
@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the Slack app")
     serve.add_argument("--http", action="store_true", help="HTTP Events API instead of Socket Mode")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per core with QDRANT_URL, else 1)",
+    )
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -285,7 +292,14 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.serve import serve
 
-    await serve(settings, http=args.http, port=args.port)
+    await serve(
+        settings,
+        http=args.http,
+        port=args.port,
+        workers=args.workers,
+        worker=args.worker,
+        env_file=args.env_file,
+    )
     return 0
 
 
