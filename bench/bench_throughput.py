@@ -227,12 +227,16 @@ async def one_run(
         pids = _tree(candor.pid)
         cpu_before = _cpu_seconds(pids)
         peak: dict[int, float] = {}
+        timeline: list[tuple[float, float]] = []  # (seconds, largest RSS of a process)
         sampling = True
 
         async def sample() -> None:
+            began = time.monotonic()
             while sampling:
-                for pid in _tree(candor.pid):
-                    peak[pid] = max(peak.get(pid, 0.0), _rss_mib(pid))
+                now = [_rss_mib(pid) for pid in _tree(candor.pid)]
+                for pid, rss in zip(_tree(candor.pid), now, strict=False):
+                    peak[pid] = max(peak.get(pid, 0.0), rss)
+                timeline.append((time.monotonic() - began, max(now or [0.0])))
                 await asyncio.sleep(0.1)
 
         sampler = asyncio.create_task(sample())
@@ -265,6 +269,12 @@ async def one_run(
             spy.send_signal(2)
             await spy.wait()
         cpu = _cpu_seconds(_tree(candor.pid)) - cpu_before
+        if timeline:
+            # Flat memory: the largest RSS of the first and of the last minute (or sixth).
+            span = min(60.0, timeline[-1][0] / 6)
+            end = timeline[-1][0]
+            result["rss_first_mib"] = max(r for t, r in timeline if t <= span)
+            result["rss_last_mib"] = max(r for t, r in timeline if t >= end - span)
         result["load"] = (load_before + os.getloadavg()[0]) / 2
         await candor.stop()
         if qdrant is not None:
@@ -388,9 +398,9 @@ async def main(args: argparse.Namespace) -> None:
                             )
                             print(row(result), flush=True)
                             if args.verbose:
-                                extra = {
-                                    k: result[k] for k in ("slack_errors", "log_errors", "calls")
-                                }
+                                keys = ("slack_errors", "log_errors", "calls")
+                                keys += ("rss_first_mib", "rss_last_mib")
+                                extra = {k: result.get(k) for k in keys}
                                 print("   ", json.dumps(extra))
         finally:
             slack.terminate()
