@@ -105,6 +105,15 @@ async def _truncate_url(url: str) -> None:
 
 async def truncate_all(db: Database) -> None:
     async with db.engine.begin() as conn:
+        # This run's database is its own and tests run one at a time, so any other
+        # connection still open here was left behind by the test that just ended (a task
+        # cut off with its transaction open); it would block TRUNCATE forever.
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
         rows = await conn.execute(
             text(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "

@@ -56,8 +56,9 @@ def test_a_terminal_gets_a_progress_bar(settings: Settings, tmp_path: Path) -> N
         if not data:
             break
         chunks.append(data)
-    assert proc.wait(timeout=60) == 0
+    code = proc.wait(timeout=60)
     os.close(primary)
     screen = b"".join(chunks).decode(errors="replace")
+    assert code == 0, screen
     assert "ingesting" in screen and "5/5" in screen
     assert "5 sources into workspace" in screen
