@@ -258,16 +258,29 @@ class ExplainedOpenAIEmbedder(OpenAIEmbedder):
         return EmbeddingUnavailable(type(cause).__name__, user_message=message)
 
 
+def resolve_embedder(settings: Settings, choice: str | None = None) -> str:
+    """`CANDOR_KB_EMBEDDER` (or `choice`) with `auto` decided: `hybrid` with a real OpenAI
+    key and no `OPENAI_BASE_URL`, else `sparse`."""
+    choice = choice or settings.candor.kb_embedder
+    if choice == "auto":
+        real_openai = settings.openai.api_key is not None and not settings.openai.base_url
+        choice = "hybrid" if real_openai else "sparse"
+    return choice
+
+
+def uses_openai(settings: Settings, choice: str | None = None) -> bool:
+    """Whether the embedders need an OpenAI client (the command line builds one only then:
+    the SDK alone takes ~0.4 s to import)."""
+    return resolve_embedder(settings, choice) in ("openai", "hybrid")
+
+
 def choose_embedders(
     settings: Settings, openai_client: object, choice: str | None = None
 ) -> list[Embedder]:
     """The embedders `CANDOR_KB_EMBEDDER` (or `choice`) asks for (`auto`: see the README).
 
     `local-hybrid` is MiniLM fused with the sparse retriever, as `hybrid` is OpenAI's."""
-    choice = choice or settings.candor.kb_embedder
-    if choice == "auto":
-        real_openai = settings.openai.api_key is not None and not settings.openai.base_url
-        choice = "hybrid" if real_openai else "sparse"
+    choice = resolve_embedder(settings, choice)
     sparse = SparseLexicalEmbedder()
     if choice == "sparse":
         return [sparse]

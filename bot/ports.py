@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.errors import CandorError
-from bot.llm import Usage
+
+if TYPE_CHECKING:
+    # Only a type here: importing bot.llm at run time would load the OpenAI SDK (~0.4 s)
+    # for everything that needs only these seams, such as `candor kb search`.
+    from bot.llm import Usage
 
 
 class OverBudget(CandorError):

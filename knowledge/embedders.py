@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Literal, Protocol, runtime_checkable
 
-import numpy as np
-
 from knowledge.textproc import RAW_TOKEN, heading_line, normalize, terms, token_terms
 
 EmbedderKind = Literal["dense", "sparse"]
@@ -220,6 +218,8 @@ def _pack_vectors(vectors: Sequence[Embedding]) -> _Packed:
 
     Unpickling a list of vectors costs ~20 µs per vector in the parent (one object per
     number); two buffers cost a copy, and turning them back into lists ~3 µs."""
+    import numpy as np  # here, not at the top: a search need not load numpy (~0.1 s)
+
     sparse = [v for v in vectors if isinstance(v, SparseVector)]
     lengths = [len(v.indices) for v in sparse]
     total = sum(lengths)
@@ -229,6 +229,8 @@ def _pack_vectors(vectors: Sequence[Embedding]) -> _Packed:
 
 
 def _unpack_vectors(packed: _Packed) -> list[Embedding]:
+    import numpy as np
+
     index_bytes, value_bytes, lengths = packed
     indices = np.frombuffer(index_bytes, np.uint32).tolist()
     values = np.frombuffer(value_bytes, np.float64).tolist()

@@ -61,7 +61,7 @@ def add_kb_parser(sub: Any) -> None:
 async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
     if args.kb_command == "eval":
         return await run_eval(args, settings)
-    from bot.kb import build_knowledge_base
+    from bot.kb import build_knowledge_base, uses_openai
     from bot.tokens import TokenCounter
     from knowledge import Scope, ScopeError
 
@@ -78,9 +78,11 @@ async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
     if args.kb_command == "unsync":
         return await _unsync(settings, args.target)
 
-    from bot.deps import build_openai
+    client = None
+    if uses_openai(settings):
+        from bot.deps import build_openai
 
-    client = build_openai(settings)
+        client = build_openai(settings)
     tokens = TokenCounter(settings.candor.data_dir / "tiktoken")
     kb = build_knowledge_base(settings, tokens, client)
     try:
@@ -121,7 +123,8 @@ async def run_kb(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         await kb.close()
-        await client.close()
+        if client is not None:
+            await client.close()
 
 
 def _resolved(path: str) -> str:

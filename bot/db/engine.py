@@ -8,24 +8,27 @@ SQLite gets WAL and a busy timeout so concurrent writers wait instead of failing
 code was written for (migrating it first when asked, as the embedded SQLite file is).
 Anything else is a `DatabaseNotReady` whose sentence names `DATABASE_URL` or
 `candor db upgrade`, so a process never starts half-working.
+
+Alembic (~12 MiB and ~0.3 s of imports, with Mako and Pygments) is imported only to
+migrate: `current_revision` reads the version table with SQLAlchemy and `head_revision`
+the migration files, so a process whose database is already current never loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import event, exc, make_url
+from sqlalchemy import event, exc, inspect, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,6 +38,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bot.errors import DatabaseNotReady
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
@@ -113,6 +119,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url:
@@ -125,6 +133,8 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 async def upgrade(db: Database, revision: str = "head") -> None:
     """Apply migrations up to `revision` on `db`."""
 
+    from alembic import command
+
     def run(sync_conn: Connection) -> None:
         command.upgrade(alembic_config(sync_conn), revision)
 
@@ -133,24 +143,61 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
 
 async def current_revision(db: Database) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    """The revision(s) `db` is at, as Alembic records them (None: no Candor tables yet)."""
 
     def read(sync_conn: Connection) -> str | None:
-        heads = MigrationContext.configure(sync_conn).get_current_heads()
+        # What Alembic's MigrationContext.get_current_heads() reads, without importing it.
+        if not inspect(sync_conn).has_table(VERSION_TABLE):
+            return None
+        heads = sync_conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
         return ", ".join(sorted(heads)) or None
 
     async with db.engine.connect() as conn:
         return await conn.run_sync(read)
 
 
+#: Alembic's default version table, which bot/db/migrations/env.py keeps.
+VERSION_TABLE = "alembic_version"
+
+#: `revision = "0012_daily"` / `down_revision = None` at the start of a line.
+_ASSIGNED = re.compile(r"^(revision|down_revision)\b[^=\n]*=\s*(?:[\"']([^\"']+)[\"']|None)", re.M)
+
+
+@functools.cache
+def _head_from_files() -> str | None:
+    """The one revision no migration file revises, or None when the files do not say
+    plainly (then Alembic decides)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found: dict[str, str | None] = {}
+        for match in _ASSIGNED.finditer(path.read_text(encoding="utf-8")):
+            found[match[1]] = match[2]
+        revision, down = found.get("revision"), found.get("down_revision")
+        if revision is None:
+            return None
+        revisions.add(revision)
+        if down is not None:
+            revised.add(down)
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
 def head_revision() -> str:
     """The revision this code's migrations end at."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "no migrations"
-    return head
+    if head := _head_from_files():
+        return head
+    from alembic.script import ScriptDirectory
+
+    alembic_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert alembic_head is not None, "no migrations"
+    return alembic_head
 
 
 def _known(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     try:
         return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
     except CommandError:
@@ -227,7 +274,9 @@ def _reason(error: BaseException, *, sqlite: bool) -> tuple[str, str]:
             return "that database does not exist", "create it or fix DATABASE_URL"
         if name in ("InvalidPasswordError", "InvalidAuthorizationSpecificationError"):
             return "it rejected the user name or password", "fix the credentials in DATABASE_URL"
-    if isinstance(error, CommandError):
+    # An Alembic error comes only from Alembic, which is then imported (it is not, otherwise).
+    alembic_util = sys.modules.get("alembic.util")
+    if alembic_util is not None and isinstance(error, alembic_util.CommandError):
         return "its migration history does not match this version of Candor", fix
     if sqlite:
         return "the file cannot be created or opened", "fix the path in DATABASE_URL"

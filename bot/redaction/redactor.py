@@ -13,12 +13,17 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from bot.channels import EffectiveSettings
-from bot.ports import RetrievedHit
 from bot.redaction.detectors import PII_DETECTORS, SECRET_DETECTORS, Detector
 from bot.redaction.patterns import admin_detectors
-from bot.settings import Settings
+
+if TYPE_CHECKING:
+    # Types only: bot.channels brings SQLAlchemy, which the knowledge base's redaction
+    # (`candor kb add`/`search`) does not need.
+    from bot.channels import EffectiveSettings
+    from bot.ports import RetrievedHit
+    from bot.settings import Settings
 
 
 @dataclass(frozen=True)
