@@ -183,7 +183,7 @@ async def test_a_burst_rate_limited_on_stream_start_still_delivers_every_answer(
     # client waits and retries; past its retries the answer is posted and updated instead.
     candor.slack.rate_limit_next("chat.startStream", retry_after=0, times=12)
     mentions = [app_mention(f"<@UBOT> question {n}?", user=f"U{n}") for n in range(5)]
-    for n in range(5):
+    for _ in range(5):
         fake_llm.enqueue("The answer, whole.")
     await asyncio.gather(*(candor.send.event(m) for m in mentions))
     await candor.idle()
