@@ -21,6 +21,7 @@ parses, calls it and renders (`handlers.render`). Nothing here raises to the ans
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -71,11 +72,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
             text = FAILED
         await respond(text=text, response_type="ephemeral", replace_original=False)
 
-    @app.action(render.REVIEW_RESOLVE_ACTION)
-    async def on_resolve(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    async def as_reviewer(
+        body: dict[str, Any],
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        what: str,
+        act: Callable[[int, str, ReviewItem], Awaitable[None]],
     ) -> None:
-        await ack()
+        """Load the review item, check the clicker may review it, then `act` on it."""
         review_id = _action_value(body)
         user = str((body.get("user") or {}).get("id") or "")
         if review_id is None or not user:
@@ -86,40 +90,40 @@ def register(app: AsyncApp, deps: Deps) -> None:
             if not await _may_review(deps, client, user, item, _channel(body)):
                 await respond(text=NOT_REVIEWER, response_type="ephemeral", replace_original=False)
                 return
+            await act(review_id, user, item)
+        except ReviewNotFound:
+            await respond(text=GONE, response_type="ephemeral", replace_original=False)
+        except Exception:
+            log.exception("%s of review %s failed", what, review_id)
+            await respond(text=FAILED, response_type="ephemeral", replace_original=False)
+
+    @app.action(render.REVIEW_RESOLVE_ACTION)
+    async def on_resolve(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+
+        async def resolve(review_id: int, user: str, _item: ReviewItem) -> None:
             async with deps.db.write() as session:
                 item = await items.resolve(
                     session, review_id=review_id, reviewer_id=user, now=deps.clock.now()
                 )
             await _refresh(client, item)
-        except ReviewNotFound:
-            await respond(text=GONE, response_type="ephemeral", replace_original=False)
-        except Exception:
-            log.exception("Resolving review %s failed", review_id)
-            await respond(text=FAILED, response_type="ephemeral", replace_original=False)
+
+        await as_reviewer(body, respond, client, "Resolving", resolve)
 
     @app.action(render.REVIEW_CORRECT_ACTION)
     async def on_correct(
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
-        review_id = _action_value(body)
-        user = str((body.get("user") or {}).get("id") or "")
-        if review_id is None or not user:
-            return
-        try:
-            async with deps.db.sessions() as session:
-                item = await items.load(session, review_id=review_id)
-            if not await _may_review(deps, client, user, item, _channel(body)):
-                await respond(text=NOT_REVIEWER, response_type="ephemeral", replace_original=False)
-                return
+
+        async def open_modal(_review_id: int, _user: str, item: ReviewItem) -> None:
             await client.views_open(
                 trigger_id=str(body.get("trigger_id") or ""), view=render.correction_modal(item)
             )
-        except ReviewNotFound:
-            await respond(text=GONE, response_type="ephemeral", replace_original=False)
-        except Exception:
-            log.exception("Opening the correction modal of review %s failed", review_id)
-            await respond(text=FAILED, response_type="ephemeral", replace_original=False)
+
+        await as_reviewer(body, respond, client, "Opening the correction modal", open_modal)
 
     @app.view(render.CORRECTION_MODAL)
     async def on_correction(
