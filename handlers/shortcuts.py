@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,25 +157,23 @@ def register(app: AsyncApp, deps: Deps) -> None:
         in_thread = isinstance(choice, dict) and choice.get("value") == IN_THREAD
         surface.spawn(_summarize(deps, surface, directory, clicked, context.bot_user_id, in_thread))
 
-    async def on_translate(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
-    ) -> None:
-        await ack()
-        clicked = Clicked.parse(body)
-        if not await daily.may_read(directory, clicked.channel_id, clicked.user_id):
-            await respond(text=daily.NOT_A_MEMBER, response_type="ephemeral")
-            return
-        surface.spawn(_translate(deps, surface, clicked))
+    def members_only(
+        work: Callable[[Deps, SlackSurface, Clicked], Coroutine[Any, Any, None]],
+    ) -> Callable[..., Awaitable[None]]:
+        """A shortcut that runs `work` in the background for members of the channel only."""
 
-    async def on_ask(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
-    ) -> None:
-        await ack()
-        clicked = Clicked.parse(body)
-        if not await daily.may_read(directory, clicked.channel_id, clicked.user_id):
-            await respond(text=daily.NOT_A_MEMBER, response_type="ephemeral")
-            return
-        surface.spawn(_ask(deps, surface, clicked))
+        async def handler(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+            await ack()
+            clicked = Clicked.parse(body)
+            if not await daily.may_read(directory, clicked.channel_id, clicked.user_id):
+                await respond(text=daily.NOT_A_MEMBER, response_type="ephemeral")
+                return
+            surface.spawn(work(deps, surface, clicked))
+
+        return handler
+
+    on_translate = members_only(_translate)
+    on_ask = members_only(_ask)
 
     app.shortcut(SUMMARIZE)(on_summarize)
     app.view(SUMMARIZE_MODAL)(on_summarize_submit)
