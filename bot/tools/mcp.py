@@ -182,7 +182,9 @@ class McpConnections:
         self.allow_private_network = allow_private_network
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
+        #: Why a server could not be used, one sentence per server (no secrets in it).
         self.failed: dict[str, str] = {}
+        self._refused: dict[str, int] = {}
 
     async def __aenter__(self) -> McpConnections:
         return self
@@ -215,7 +217,16 @@ class McpConnections:
                 if not token:
                     raise McpRefused(f"MCP server {server}: {config.bearer_token_env} is not set")
                 headers["Authorization"] = f"Bearer {token}"
-            http = httpx2.AsyncClient(headers=headers, timeout=30.0)
+
+            async def note_refusal(response: Any) -> None:
+                # The SDK reports any non-2xx as "an error response"; keep 401/403 so the
+                # admin is told it is the credentials (never the token itself).
+                if response.status_code in (401, 403):
+                    self._refused[server] = response.status_code
+
+            http = httpx2.AsyncClient(
+                headers=headers, timeout=30.0, event_hooks={"response": [note_refusal]}
+            )
             self._stack.push_async_callback(http.aclose)
             client = Client(streamable_http_client(config.url, http_client=http), mode="legacy")
         else:
@@ -228,6 +239,26 @@ class McpConnections:
         self._clients[server] = client
         return client
 
+    def _why(self, server: str, exc: Exception) -> str:
+        """One sentence saying why `server` failed; never the exception's text, which may
+        hold a URL with credentials or what the server sent back."""
+        if isinstance(exc, McpRefused):
+            return str(exc)
+        config = self.configs[server]
+        status = self._refused.get(server)
+        if status is not None:
+            fix = (
+                f"check the token in {config.bearer_token_env}"
+                if config.bearer_token_env
+                else "it needs a bearer token (set bearer_token_env for it)"
+            )
+            return f"MCP server {server} refused Candor's credentials (HTTP {status}); {fix}."
+        if isinstance(exc, TimeoutError):
+            return f"MCP server {server} did not answer within {CONNECT_TIMEOUT:g} seconds."
+        return (
+            f"MCP server {server} could not be reached or failed to start ({type(exc).__name__})."
+        )
+
     async def list_tools(self, server: str) -> list[ToolSpec]:
         """The server's tools as specs (not read-only: the policy decides that)."""
         try:
@@ -235,7 +266,7 @@ class McpConnections:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 listed = await client.list_tools()
         except Exception as exc:
-            why = str(exc) if isinstance(exc, McpRefused) else type(exc).__name__
+            why = self._why(server, exc)
             log.warning("MCP server %s is unavailable: %s", server, why)
             self.failed[server] = why
             return []
