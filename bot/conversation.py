@@ -65,7 +65,14 @@ from bot.llm import (
     supports_vision,
 )
 from bot.observability.logs import set_log_context
-from bot.ports import KnowledgeSource, Reservation, RetrievalQuery, RetrievedHit, SpendGuard
+from bot.ports import (
+    KnowledgeSource,
+    NoKnowledgeInScope,
+    Reservation,
+    RetrievalQuery,
+    RetrievedHit,
+    SpendGuard,
+)
 from bot.settings import Settings
 from bot.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, context_window
 from bot.tools.base import ToolContext
@@ -328,6 +335,8 @@ class ConversationManager:
             try:
                 hits = await self._retrieve(turn, eff)
                 retrieval_ran = True
+            except NoKnowledgeInScope:
+                pass  # nothing to search is "no knowledge base", not "nothing covers this"
             except CandorError as exc:
                 # Answer anyway, and say plainly that the knowledge base was not used.
                 degraded.append(exc.user_message)
@@ -642,6 +651,7 @@ class ConversationManager:
                 max_steps=eff.tool_max_steps,
                 deadline_seconds=self.settings.candor.tool_deadline_seconds,
                 call_timeout_seconds=self.settings.candor.tool_call_timeout_seconds,
+                clock=self.clock,
             )
         finally:
             await tools.close()

@@ -10,7 +10,8 @@ Three bounds, each ending with an answer from what the model has and a sentence 
 - steps: `tool_max_steps` LLM calls at most (per channel). The last allowed step is sent
   without tools, so the model must answer from what it found;
 - time: after `CANDOR_TOOL_DEADLINE_SECONDS` the next step is sent without tools, and a
-  running tool is cut at the deadline;
+  running tool is cut at the deadline. Time is read from the injected clock
+  (`bot.clock`), so a test moves it instead of waiting;
 - budget: every step is a billed LLM call, reserved before and settled after it by the
   caller's `step` function; when the budget cannot cover the next step, the loop stops
   with what the model has written and the budget sentence.
@@ -20,11 +21,11 @@ A model or server that rejects `tools` gets the same step again without them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.clock import Clock
 from bot.llm import ChatResult, LLMToolsUnsupported, Usage
 from bot.ports import OverBudget
 from bot.tools.registry import TurnTools
@@ -87,9 +88,14 @@ async def run_loop(
     max_steps: int,
     deadline_seconds: float,
     call_timeout_seconds: float,
+    clock: Clock,
 ) -> LoopResult:
     """Run the loop (see the module docstring); raises what step 1 raises."""
-    started = time.monotonic()
+    started = clock.now()
+
+    def elapsed() -> float:
+        return (clock.now() - started).total_seconds()
+
     history = [dict(m) for m in messages]
     offered: list[dict[str, Any]] | None = tools.as_openai() or None
     usage = Usage()
@@ -99,7 +105,7 @@ async def run_loop(
     n = 0
     while n < max_steps:
         n += 1
-        late = time.monotonic() - started >= deadline_seconds
+        late = elapsed() >= deadline_seconds
         with_tools = offered if offered and n < max_steps and not late else None
         if n > 1 and with_tools is None and offered:
             stopped = deadline_sentence(deadline_seconds) if late else steps_sentence(max_steps)
@@ -130,7 +136,7 @@ async def run_loop(
             }
         )
         for call in result.tool_calls:
-            left = deadline_seconds - (time.monotonic() - started)
+            left = deadline_seconds - elapsed()
             output = await tools.run(
                 call, limit_seconds=max(0.001, min(call_timeout_seconds, left))
             )

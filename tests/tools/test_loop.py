@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
+from bot.clock import FixedClock
 from bot.db import repo
 from bot.deps import Deps
+from bot.tools import builtins
+from bot.tools.base import ToolContext
+from bot.tools.builtins import BuiltinEnv
 from bot.tools.loop import TOOL_RULE
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.helpers import make_turn
@@ -187,3 +193,34 @@ async def test_budget_refusing_a_later_step_stops_with_a_sentence(
     assert len(fake_llm.requests) == 1
     assert answer.text.startswith("I stopped before finishing with tools: You have used $0.01")
     assert [r.call_id for r in await ledger_rows(deps.db)] == ["Ev2"]
+
+
+async def test_deadline_stops_a_model_whose_tool_calls_use_up_the_time(
+    deps: Deps, fake_llm: FakeOpenAIServer, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each call of the tool takes 200 s on the injected clock; the deadline is 300 s, so
+    step 3 is sent without tools and the answer says the time limit stopped it."""
+    assert deps.settings.candor.tool_deadline_seconds == 300
+    await allow(deps)
+    await set_steps(deps, 10)
+
+    async def slow_time(ctx: ToolContext, arguments: Mapping[str, Any], env: BuiltinEnv) -> Any:
+        clock.advance(seconds=200)
+        return await builtins.current_time(ctx, arguments, env)
+
+    monkeypatch.setitem(builtins.RUNNERS, "current_time", slow_time)
+    for _ in range(10):
+        fake_llm.enqueue_tool_calls(("current_time", {}))
+
+    answer = await deps.manager.reply(make_turn("Keep checking the time"))
+
+    assert len(fake_llm.requests) == 3
+    assert "tools" in fake_llm.requests[1]  # 200 s used: still within the limit
+    assert "tools" not in fake_llm.requests[2]  # 400 s: answer with what you have
+    sentence = (
+        "I stopped using tools after 300 seconds, the time limit, so this answer is based "
+        "on what I found so far."
+    )
+    assert answer.text == sentence
+    assert sentence in answer.notices
+    assert len(answer.tool_calls) == 2
