@@ -76,7 +76,7 @@ from bot.ports import (
 from bot.settings import Settings
 from bot.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, context_window
 from bot.tools.base import ToolContext
-from bot.tools.loop import TOOL_RULE, run_loop
+from bot.tools.loop import TOOL_RULE, fit_to_window, run_loop
 from bot.tools.registry import Toolbox, TurnTools
 from knowledge import cited_indices
 
@@ -585,6 +585,9 @@ class ConversationManager:
         tools.seen(hits)
         messages = [dict(m) for m in request.messages]
         messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{TOOL_RULE}"}
+        model = request.model
+        window = context_window(model, self.settings.candor.context_windows)
+        room = int(window * (1 - SAFETY_MARGIN)) - (request.max_tokens or eff.max_answer_tokens)
 
         async def step(
             history: list[dict[str, Any]], offered: list[dict[str, Any]] | None, n: int
@@ -593,10 +596,11 @@ class ConversationManager:
                 for message in history:
                     if message.get("role") == "tool" and isinstance(message.get("content"), str):
                         message["content"] = redact(message["content"])
-            call = replace(request, messages=list(history), tools=offered)
-            counted = self.tokens.count_messages(call.messages, call.model) + self.tokens.count(
-                json.dumps(offered) if offered else "", call.model
-            )
+            offered_tokens = self.tokens.count(json.dumps(offered), model) if offered else 0
+            # The prompt grows with each step's results: fit it to the window again.
+            fitted = fit_to_window(history, room - offered_tokens, self.tokens.counter_for(model))
+            call = replace(request, messages=fitted, tools=offered)
+            counted = self.tokens.count_messages(call.messages, call.model) + offered_tokens
             reservation = None
             if self.spend is not None:
                 event = (

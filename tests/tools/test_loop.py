@@ -12,9 +12,9 @@ from bot.clock import FixedClock
 from bot.db import repo
 from bot.deps import Deps
 from bot.tools import builtins
-from bot.tools.base import ToolContext
+from bot.tools.base import ToolContext, ToolOutput
 from bot.tools.builtins import BuiltinEnv
-from bot.tools.loop import TOOL_RULE
+from bot.tools.loop import LEFT_OUT, TOOL_RULE, fit_to_window
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.helpers import make_turn
 from tests.spend.helpers import ledger_rows
@@ -25,12 +25,14 @@ def tool_messages(body: dict[str, object]) -> list[dict[str, object]]:
     return [m for m in body["messages"] if m["role"] == "tool"]  # type: ignore[attr-defined, index]
 
 
-async def set_steps(deps: Deps, steps: int) -> None:
+async def set_steps(deps: Deps, steps: int, **values: object) -> None:
     async with deps.db.sessions.begin() as session:
         row = await repo.get_or_create_channel_row(
             session, workspace_id="T1", channel_id="C1", now=deps.clock.now()
         )
         row.tool_max_steps = steps
+        for key, value in values.items():
+            setattr(row, key, value)
 
 
 async def test_without_rules_no_tools_are_offered(deps: Deps, fake_llm: FakeOpenAIServer) -> None:
@@ -224,3 +226,68 @@ async def test_deadline_stops_a_model_whose_tool_calls_use_up_the_time(
     assert answer.text == sentence
     assert sentence in answer.notices
     assert len(answer.tool_calls) == 2
+
+
+async def test_each_step_is_fitted_to_the_context_window_oldest_results_first(
+    deps: Deps, fake_llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ~400-token tool results do not fit a 1,000-token window beside the prompt and a
+    200-token answer: step 3 leaves the first out and keeps the system message, the
+    question and the latest result whole."""
+    deps.settings.candor.context_windows["tiny-model"] = 1000
+    await set_steps(deps, 5, model="tiny-model", max_answer_tokens=200)
+    await allow(deps, "builtin/current_time")
+    calls = 0
+
+    async def long_result(ctx: ToolContext, arguments: Mapping[str, Any], env: BuiltinEnv) -> Any:
+        nonlocal calls
+        calls += 1
+        return ToolOutput(f"reading {calls}: " + "the deploy log says ok " * 80)
+
+    monkeypatch.setitem(builtins.RUNNERS, "current_time", long_result)
+    fake_llm.enqueue_tool_calls(("current_time", {}))
+    fake_llm.enqueue_tool_calls(("current_time", {}))
+    fake_llm.enqueue("Both readings say ok.")
+
+    answer = await deps.manager.reply(make_turn("What do the deploy logs say?"))
+
+    first, second, third = fake_llm.requests
+    assert third["messages"][0] == first["messages"][0]  # the system message, whole
+    assert third["messages"][1]["content"] == "What do the deploy logs say?"
+    assert [m["content"] for m in tool_messages(second)] == [
+        "reading 1: " + "the deploy log says ok " * 80
+    ]
+    assert [m["content"] for m in tool_messages(third)] == [
+        LEFT_OUT,
+        "reading 2: " + "the deploy log says ok " * 80,
+    ]
+    window = int(1000 * 0.97) - 200
+    for request in fake_llm.requests:
+        tools = deps.manager.tokens.count(json.dumps(request["tools"]), "tiny-model")
+        assert (
+            deps.manager.tokens.count_messages(request["messages"], "tiny-model") + tools <= window
+        )
+    assert answer.text == "Both readings say ok."
+
+
+def test_a_latest_result_too_long_for_the_window_is_cut_not_dropped() -> None:
+    def count(text: str) -> int:
+        return len(text.split())
+
+    call = {"id": "c1", "type": "function", "function": {"name": "t", "arguments": "{}"}}
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Read it"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "word " * 500},
+    ]
+
+    fitted = fit_to_window(messages, 120, count)
+
+    assert fitted[:3] == messages[:3]
+    assert fitted[3]["tool_call_id"] == "c1"
+    assert fitted[3]["content"].endswith(
+        "[The rest of this result was cut to fit the model's context window.]"
+    )
+    assert fitted[3]["content"].startswith("word word")
+    assert messages[3]["content"] == "word " * 500  # the loop's own history is untouched
