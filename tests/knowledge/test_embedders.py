@@ -148,6 +148,51 @@ def test_bm25_fast_paths_match_the_plain_formula_exactly() -> None:
     assert e._embed_many(texts) == expected
 
 
+def _real_texts() -> list[str]:
+    """Chunks of the shipped eval corpus and test corpus, plus code with ``**``, ``:=``, headings."""
+    from pathlib import Path
+
+    from knowledge import Chunker, Document, Scope
+
+    root = Path(__file__).parent
+    files = sorted((root / "eval").rglob("*.md")) + sorted((root / "corpus").rglob("*.md"))
+    chunker = Chunker()
+    texts = [
+        c.text
+        for f in files
+        for c in chunker.chunk(
+            Document(str(f), f.stem, str(f), Scope.workspace(), f.read_text("utf-8"))
+        )
+    ]
+    texts += [
+        "Operators > Walrus\nif (n := len(items)) > 10: total **= 2; x //= 3 -> y => z != w",
+        "os.path.join(HTTPResponse.getHeader, snake_case__name) >>= 1 <<= 2 @= m ^= k",
+        "Straße > Café\nDas ﬁle naïve_Größe enthält ＡＢＣ 3.14.159 and v2.0 x2",
+    ]
+    return texts
+
+
+def test_bm25_fast_path_equals_the_plain_path_on_real_text() -> None:
+    from knowledge.textproc import RAW_TOKEN, normalize, raw_tokens
+
+    texts = _real_texts()
+    assert len(texts) > 500 and any("**" in t for t in texts) and any(":=" in t for t in texts)
+    for text in texts:  # the fast token patterns find what the plain one finds
+        assert raw_tokens(normalize(text)) == RAW_TOKEN.findall(normalize(text))
+    e = SparseLexicalEmbedder()
+    expected = [_reference_bm25(e, t) for t in texts]
+    assert e._embed_many(texts) == expected
+    assert e._embed_many(texts) == expected  # again, every token from the term cache
+    queries = [t[:200] for t in texts]
+    assert [e.embed_query_sync(q) for q in queries] == [
+        SparseVector(
+            sorted({zlib.crc32(t.encode("utf-8")) for t in e.tokenize(q)}),
+            [1.0] * len({zlib.crc32(t.encode("utf-8")) for t in e.tokenize(q)}),
+        )
+        for q in queries
+    ]
+
+
 def test_bm25_name_records_its_parameters() -> None:
     assert SparseLexicalEmbedder().name != SparseLexicalEmbedder(b=0.5).name
 
