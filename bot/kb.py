@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.errors import CandorError, EmbeddingUnavailable
-from bot.ports import RetrievalQuery, RetrievedHit
+from bot.ports import NoKnowledgeInScope, RetrievalQuery, RetrievedHit
 from bot.redaction import knowledge_redactor
 from bot.settings import Settings
 from bot.tokens import TokenCounter
@@ -198,7 +198,17 @@ class ScopedKnowledge:
             why = exc.user_message if isinstance(exc, CandorError) else type(exc).__name__
             log.warning("Knowledge retrieval failed: %s", why, exc_info=True)
             raise KnowledgeUnavailable(type(exc).__name__) from None
+        if not hits and not await self._has_knowledge(allowed):
+            raise NoKnowledgeInScope(f"no knowledge in {len(allowed.keys)} readable scopes")
         return [_numbered(i, hit) for i, hit in enumerate(hits, start=1)]
+
+    async def _has_knowledge(self, allowed: AllowedScopes) -> bool:
+        """Asked only after a search found nothing, so an answer with hits pays nothing."""
+        try:
+            return await self.kb.store.has_any(allowed)
+        except Exception as exc:
+            log.warning("Could not count the knowledge in scope: %s", type(exc).__name__)
+            return True  # unknown: keep "searched and found nothing"
 
 
 def _numbered(index: int, hit: Hit) -> RetrievedHit:

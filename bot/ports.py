@@ -110,7 +110,17 @@ class RetrievalQuery:
     scopes_inherited: bool = True
 
 
+class NoKnowledgeInScope(Exception):
+    """Not a failure: the scopes this question may read hold no knowledge at all (a fresh
+    install, nothing ingested for the workspace, this channel or its grants). Raised by
+    `KnowledgeSource.retrieve` instead of returning no hits, so the confidence core treats
+    it as "no knowledge base", not as "searched, and nothing covers this"."""
+
+
 class KnowledgeSource(Protocol):
     """Retrieves chunks the asking user may see, never across scopes."""
 
-    async def retrieve(self, query: RetrievalQuery) -> list[RetrievedHit]: ...
+    async def retrieve(self, query: RetrievalQuery) -> list[RetrievedHit]:
+        """The hits, best first; raises `NoKnowledgeInScope` when there was nothing to
+        search (a source that never raises it always counts as having knowledge)."""
+        ...

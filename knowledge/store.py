@@ -176,6 +176,11 @@ class VectorStore(Protocol):
 
     async def count(self) -> int: ...
 
+    async def has_any(self, scopes: AllowedScopes) -> bool:
+        """Whether any chunk lies in ``scopes`` (the filter inside the store query, as for
+        :meth:`search`): tells "nothing matched" from "there is nothing to search"."""
+        ...
+
     def scroll_payloads(
         self, batch_size: int = 512
     ) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:

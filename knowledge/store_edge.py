@@ -291,6 +291,15 @@ class EdgeStore:
             return 0
         return int(await asyncio.to_thread(shard.count, qe.CountRequest(exact=True)))
 
+    async def has_any(self, scopes: AllowedScopes) -> bool:
+        shard = await self._ensure_loaded()
+        if shard is None or not scopes.keys:
+            return False
+        # One point's id is enough: cheaper than an exact filtered count.
+        request = qe.ScrollRequest(limit=1, filter=_scope_filter(scopes), with_payload=False)
+        records, _ = await asyncio.to_thread(shard.scroll, request)
+        return bool(records)
+
     def _list_sync(self, shard: qe.EdgeShard) -> list[SourceInfo]:
         facet = shard.facet(qe.FacetRequest(key=SOURCE_FIELD, limit=1_000_000, exact=True))
         out: list[SourceInfo] = []

@@ -236,6 +236,12 @@ class QdrantClientStore:
         m = self._m
         return m.Filter(must=[m.FieldCondition(key=SOURCE_FIELD, match=m.MatchValue(value=source))])
 
+    def _scope_filter(self, scopes: AllowedScopes) -> Any:
+        m = self._m
+        return m.Filter(
+            must=[m.FieldCondition(key=SCOPE_FIELD, match=m.MatchAny(any=scopes.sorted()))]
+        )
+
     async def delete_source(self, source: str) -> int:
         if await self.get_spec() is None:
             return 0
@@ -293,6 +299,19 @@ class QdrantClientStore:
         result = await self._call("count", collection_name=self.collection, exact=True)
         return int(result.count)
 
+    async def has_any(self, scopes: AllowedScopes) -> bool:
+        if not scopes.keys or await self.get_spec() is None:
+            return False
+        # One point's id is enough: cheaper than an exact filtered count.
+        records, _ = await self._call(
+            "scroll",
+            collection_name=self.collection,
+            scroll_filter=self._scope_filter(scopes),
+            limit=1,
+            with_payload=False,
+        )
+        return bool(records)
+
     async def list_sources(self) -> list[SourceInfo]:
         if await self.get_spec() is None:
             return []
@@ -330,16 +349,12 @@ class QdrantClientStore:
         check_query(self.collection, spec, using, embedder)
         if not scopes.keys or (isinstance(vector, SparseVector) and not vector.indices):
             return []
-        m = self._m
-        flt = m.Filter(
-            must=[m.FieldCondition(key=SCOPE_FIELD, match=m.MatchAny(any=scopes.sorted()))]
-        )
         response = await self._call(
             "query_points",
             collection_name=self.collection,
             query=self._vector(vector),
             using=using,
-            query_filter=flt,
+            query_filter=self._scope_filter(scopes),
             limit=limit,
             with_payload=True,
         )

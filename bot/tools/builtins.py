@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.clock import Clock
-from bot.ports import KnowledgeSource, RetrievalQuery, RetrievedHit
+from bot.ports import KnowledgeSource, NoKnowledgeInScope, RetrievalQuery, RetrievedHit
 from bot.tools.base import BUILTIN, SlackReader, ToolContext, ToolOutput, ToolSpec
 from bot.tools.images import SIZES, ImageStudio
 
@@ -150,19 +150,22 @@ async def search_knowledge(
         return ToolOutput("search_knowledge needs a non-empty `query`.", error=True)
     if env.knowledge is None:
         return ToolOutput("The knowledge base is turned off here.", error=True)
-    hits = await env.knowledge.retrieve(
-        RetrievalQuery(
-            query=query,
-            workspace_id=ctx.workspace_id,
-            channel_id=ctx.channel_id,
-            user_id=ctx.user_id,
-            is_dm=ctx.is_dm,
-            scopes=ctx.kb_scopes,
-            scopes_inherited=ctx.kb_scopes_inherited,
-            top_k=ctx.kb_top_k,
-            score_floor=ctx.kb_score_floor,
+    try:
+        hits = await env.knowledge.retrieve(
+            RetrievalQuery(
+                query=query,
+                workspace_id=ctx.workspace_id,
+                channel_id=ctx.channel_id,
+                user_id=ctx.user_id,
+                is_dm=ctx.is_dm,
+                scopes=ctx.kb_scopes,
+                scopes_inherited=ctx.kb_scopes_inherited,
+                top_k=ctx.kb_top_k,
+                score_floor=ctx.kb_score_floor,
+            )
         )
-    )
+    except NoKnowledgeInScope:
+        return ToolOutput("The knowledge base has nothing here yet.")
     if not hits:
         return ToolOutput(f"No knowledge found for “{query}”.")
     numbered = [env.number(hit) for hit in hits]

@@ -61,9 +61,27 @@ async def answer_rows(deps: Deps) -> list[AnswerRow]:
         return list((await session.execute(select(AnswerRow))).scalars())
 
 
+async def add_doc(deps: Deps, name: str, scope: Scope) -> None:
+    """One document of `DOCS` in `scope`."""
+    knowledge = deps.knowledge
+    assert isinstance(knowledge, ScopedKnowledge)
+    await knowledge.kb.add_document(
+        Document(
+            source=f"file:{name}.md",
+            title=name.title(),
+            link=f"{name}.md",
+            scope=scope,
+            text=DOCS[name],
+        )
+    )
+
+
 async def test_answer_over_empty_retrieval_citing_nothing_is_flagged_and_stored(
     deps: Deps, fake_llm: FakeOpenAIServer
 ) -> None:
+    # Knowledge the question may read, none of it about deploys: an empty *retrieval*,
+    # not an empty knowledge base (that is not flagged, see below).
+    await add_doc(deps, "coffee", Scope.workspace())
     fake_llm.enqueue("Just run the deploy script again and it will probably work.")
 
     answer = await deps.manager.reply(make_turn(QUESTION, event_id="Ev1"))
@@ -79,6 +97,54 @@ async def test_answer_over_empty_retrieval_citing_nothing_is_flagged_and_stored(
     assert row.reasons == answer.reasons
     assert row.signals is not None and row.signals["hits"] == 0
     assert row.signals["cites"] is False
+
+
+async def test_an_empty_knowledge_base_is_no_knowledge_base_not_a_reason_to_flag(
+    deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    """A fresh install: nothing ingested, so a plain answer is scored from what exists."""
+    fake_llm.enqueue("Hello! How can I help?", logprob=-0.05)
+
+    answer = await deps.manager.reply(make_turn("hi", event_id="Ev1"))
+
+    assert answer.flagged is False
+    assert answer.reasons == []
+    assert "hits" not in answer.signals  # no retrieval signals at all
+    assert answer.confidence is not None and answer.confidence > 0.9  # from the logprobs
+    [row] = await answer_rows(deps)
+    assert row.flagged is False
+
+
+async def test_unrelated_knowledge_in_the_channels_own_scope_still_flags_no_source(
+    deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    await add_doc(deps, "vacation", Scope.channel("C1"))
+    fake_llm.enqueue("Just run the deploy script again.", logprob=-0.05)
+
+    answer = await deps.manager.reply(make_turn(QUESTION))
+
+    assert answer.hits == []
+    assert answer.flagged is True
+    assert answer.reasons[0] == NO_SOURCE_REASON
+
+
+async def test_knowledge_only_in_another_private_channel_does_not_count_for_this_one(
+    deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    """The "is there any knowledge?" check reads only the asker's scopes (in the query)."""
+    await add_doc(deps, "vacation", Scope.channel("CPRIV", private=True))
+    fake_llm.enqueue("Just run the deploy script again.", logprob=-0.05)
+
+    answer = await deps.manager.reply(make_turn(QUESTION))
+
+    assert answer.flagged is False
+    assert "hits" not in answer.signals
+    fake_llm.enqueue("Use the portal.", logprob=-0.05)
+    private = await deps.manager.reply(
+        make_turn("How do I go on holiday?", channel_id="CPRIV", thread_ts="2.0")
+    )
+    assert private.flagged is True  # where it is readable, it counts (and does not cover it)
+    assert private.reasons[0] == NO_SOURCE_REASON
 
 
 async def test_well_cited_answer_over_a_strong_hit_is_not_flagged(
@@ -183,6 +249,18 @@ async def test_strict_mode_without_a_source_makes_no_llm_call_and_bills_nothing(
     assert await ledger_rows(deps.db) == []
     [row] = await answer_rows(deps)
     assert row.flagged is True and row.reasons == [NO_SOURCE_REASON]
+
+
+async def test_strict_mode_with_an_empty_knowledge_base_still_has_no_source(
+    deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    await set_channel(deps, strict=True)
+
+    answer = await deps.manager.reply(make_turn("hi"))
+
+    assert fake_llm.requests == []
+    assert answer.text == NO_SOURCE_ANSWER
+    assert answer.reasons == [NO_SOURCE_REASON]
 
 
 async def test_strict_mode_with_a_source_answers(deps: Deps, fake_llm: FakeOpenAIServer) -> None:

@@ -102,11 +102,16 @@ def test_metrics_worked_out_by_hand() -> None:
 
 
 async def test_chat_once_json_shows_confidence_flagged_and_reasons(
-    settings: Settings, fake_llm: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+    settings: Settings,
+    fake_llm: FakeOpenAIServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fake_llm.enqueue("Probably on Tuesdays.")
+    await add_docs(tmp_path)  # knowledge that does not cover the question (none: no flag)
+    capsys.readouterr()
+    fake_llm.enqueue("Probably on the sticker under the router.")
 
-    assert await run(["chat", "--once", "When is the office closed?", "--json"]) == 0
+    assert await run(["chat", "--once", "What is the wifi password?", "--json"]) == 0
 
     payload = json.loads(capsys.readouterr().out)
     assert payload["flagged"] is True

@@ -45,7 +45,8 @@ async def test_the_json_log_lines_after_an_answer_is_stored_carry_its_answer_id(
     fake_llm: FakeOpenAIServer,
     json_lines: list[dict[str, str]],
 ) -> None:
-    fake_llm.enqueue("Deploy with make.")
+    # An unsure answer is flagged, so the review step logs after the answer is stored.
+    fake_llm.enqueue("Deploy with make.", logprob=-2.0)
 
     await candor.send.event(app_mention("<@UBOT> how do we deploy?", channel="C1"))
     await candor.idle()

@@ -18,7 +18,7 @@ from knowledge import (
     scopes_for_dm,
 )
 
-from .conftest import PRIVATE
+from .conftest import CORPUS, PRIVATE
 
 SECRET_QUERIES = [
     "Project Nightingale launch date",
@@ -175,3 +175,20 @@ async def test_hybrid_fused_search_filters_every_retriever_in_the_store(
     ] == PRIVATE.key
     restricted = await store.search("dense", dense.name, vector, outside, 1)
     assert len(restricted) == 1 and restricted[0].payload["scope"] != PRIVATE.key
+
+
+async def test_has_any_reads_only_the_allowed_scopes(kb: KnowledgeBase, store: VectorStore) -> None:
+    """ "Is there any knowledge here?" (asked when a search finds nothing) is scoped in the
+    store query too: private knowledge does not make another channel's store non-empty."""
+    channel = scopes_for_channel("CPUBLIC", channel_private=False)
+    assert await store.has_any(channel) is False  # no collection yet
+    await kb.add_paths([CORPUS / "private"], PRIVATE)
+
+    assert await store.has_any(channel) is False
+    assert await store.has_any(scopes_for_dm([])) is False
+    assert await store.has_any(AllowedScopes(frozenset())) is False
+    assert await store.has_any(scopes_for_channel("CPRIV", channel_private=True)) is True
+
+    await kb.add_paths([CORPUS / "handbook"], Scope.workspace())
+    assert await store.has_any(channel) is True
+    assert await store.has_any(scopes_for_dm([])) is True

@@ -12,6 +12,8 @@ from bot.db.admin_models import AuditRow
 from bot.db.review_models import ChannelExpertRow
 from bot.deps import Deps
 from handlers import render
+from knowledge import Scope
+from tests.confidence.test_confidence import add_doc
 from tests.fakes import slack_events as ev
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.handlers.conftest import Candor
@@ -378,6 +380,9 @@ async def test_the_confidence_core_flags_an_uncited_answer_over_nothing_and_it_r
     reviewed: Candor, deps: Deps, fake_llm: FakeOpenAIServer
 ) -> None:
     """No seam: the real core scores an answer that cites nothing over an empty retrieval."""
+    # The workspace has knowledge, none of it about Django: the retrieval comes back empty.
+    # (With no knowledge at all there is nothing to flag; see the next test.)
+    await add_doc(deps, "coffee", Scope.workspace())
     fake_llm.enqueue("Django migrations run with manage.py migrate.")
     await ask(reviewed, "how do I migrate Django?")
 
@@ -393,3 +398,18 @@ async def test_the_confidence_core_flags_an_uncited_answer_over_nothing_and_it_r
     assert row.reasons[0] in json.dumps(
         blocks_of(review_posts(reviewed)[0].body), ensure_ascii=False
     )
+
+
+async def test_on_a_fresh_install_a_plain_answer_is_not_flagged_nor_sent_for_review(
+    reviewed: Candor, deps: Deps, fake_llm: FakeOpenAIServer
+) -> None:
+    """An empty knowledge base is "no knowledge base", not "no source covers this"."""
+    fake_llm.enqueue("Hi! What can I do for you?", logprob=-0.05)
+    await ask(reviewed, "hi")
+
+    answer = await last_answer(deps)
+    assert not answer.flagged
+    blocks = final_blocks(reviewed)
+    assert [b for b in blocks if b.get("block_id") == "candor_warning"] == []
+    assert await review_of(deps, answer.id) is None
+    assert review_posts(reviewed) == []
