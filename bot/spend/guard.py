@@ -124,7 +124,7 @@ class SpendLedger:
         notices: list[str] = []
         alert_text: str | None = None
         async with self.db.write() as session:
-            reservation_id = await ledger.claim_reservation(
+            held = await ledger.hold_for_call(
                 session,
                 call_id=event_id or ledger.generated_call_id(),
                 kind=CHAT,
@@ -136,19 +136,11 @@ class SpendLedger:
                     "period_key": key,
                     "amount_micro_usd": estimate,
                 },
-                now=now,
-            )
-            await ledger.ensure_counter(session, user_id=user_id, period_key=key, now=now)
-            spent = await ledger.hold(
-                session,
-                user_id=user_id,
-                period_key=key,
-                amount=estimate,
                 limit=None if budget.unlimited else budget.limit_micro_usd,
                 now=now,
             )
-            if spent is None:
-                spent = await ledger.counter_spent(session, user_id=user_id, period_key=key)
+            reservation_id, spent = held.reservation_id, held.spent
+            if not held.held:
                 log.info(
                     "Refused %s: %d spent + %d needed > %d limit (micro-USD).",
                     user_id,
@@ -244,23 +236,11 @@ class SpendLedger:
             return
         now = self._now()
         async with self.db.write() as session:
-            row = await ledger.transition(
-                session,
-                reservation_id=reservation.id,
-                old=HELD,
-                new=RELEASED,
-                now=now,
-                reason=reason,
+            row = await ledger.release_hold(
+                session, reservation_id=reservation.id, reason=reason, now=now
             )
             if row is None:
                 return
-            await ledger.add_to_counter(
-                session,
-                user_id=row.user_id,
-                period_key=row.period_key,
-                held=-row.amount_micro_usd,
-                now=now,
-            )
             session.add(
                 SpendLedgerRow(
                     **_ledger_values(row, model=row.model, usage=Usage(), cost=0, now=now),

@@ -19,7 +19,7 @@ from bot.ports import OverBudget
 from bot.settings import Settings
 from bot.spend import budgets, ledger, prices
 from bot.spend.budgets import period_window
-from bot.spend.ledger import HELD, RELEASED, SETTLED
+from bot.spend.ledger import HELD, SETTLED
 from bot.spend.prices import MICRO, ImagePrice
 
 IMAGE = "image"
@@ -68,7 +68,7 @@ class ImageBilling:
         window = period_window(now, budget.period, self.settings.budget.timezone)
         amount = price.cost_micro_usd(images)
         async with self.db.write() as session:
-            reservation_id = await ledger.claim_reservation(
+            held = await ledger.hold_for_call(
                 session,
                 call_id=call_id,
                 kind=IMAGE,
@@ -80,25 +80,16 @@ class ImageBilling:
                     "period_key": window.key,
                     "amount_micro_usd": amount,
                 },
-                now=now,
-            )
-            await ledger.ensure_counter(session, user_id=user_id, period_key=window.key, now=now)
-            held = await ledger.hold(
-                session,
-                user_id=user_id,
-                period_key=window.key,
-                amount=amount,
                 limit=None if budget.unlimited else budget.limit_micro_usd,
                 now=now,
             )
-            if held is None:
-                spent = await ledger.counter_spent(session, user_id=user_id, period_key=window.key)
+            if not held.held:
                 raise OverBudget(
-                    spent_usd=spent / MICRO,
+                    spent_usd=held.spent / MICRO,
                     limit_usd=budget.limit_micro_usd / MICRO,
                     resets_at=window.end,
                 )
-        return ImageHold(reservation_id, price)
+        return ImageHold(held.reservation_id, price)
 
     async def settle(self, hold: ImageHold, *, images: int) -> int:
         """Bill `images` images; returns the cost in micro-USD (0 if already settled)."""
@@ -136,24 +127,10 @@ class ImageBilling:
 
     async def release(self, hold: ImageHold, *, reason: str) -> None:
         """Give the hold back: no image was made."""
-        now = self._now()
         async with self.db.write() as session:
-            row = await ledger.transition(
-                session,
-                reservation_id=hold.reservation_id,
-                old=HELD,
-                new=RELEASED,
-                now=now,
-                reason=reason,
+            await ledger.release_hold(
+                session, reservation_id=hold.reservation_id, reason=reason, now=self._now()
             )
-            if row is not None:
-                await ledger.add_to_counter(
-                    session,
-                    user_id=row.user_id,
-                    period_key=row.period_key,
-                    held=-row.amount_micro_usd,
-                    now=now,
-                )
 
     async def set_price(self, model: str, usd_per_image: float, *, by: str | None) -> ImagePrice:
         """An admin's price per image for `model`."""

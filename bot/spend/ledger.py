@@ -222,6 +222,71 @@ async def add_to_counter(
     )
 
 
+@dataclass(frozen=True)
+class Held:
+    """The outcome of `hold_for_call`: the reservation, and the user's settled spend.
+
+    `held` is False when the budget could not cover the amount; the caller then raises
+    (rolling back the claim with the transaction) and `spent` is the counter as it stands.
+    """
+
+    reservation_id: int
+    spent: int
+    held: bool
+
+
+async def hold_for_call(
+    session: AsyncSession,
+    *,
+    call_id: str,
+    kind: str,
+    values: dict[str, Any],
+    limit: int | None,
+    now: datetime,
+) -> Held:
+    """Claim the reservation of `call_id` and hold its amount on the user's counter.
+
+    `values` are the reservation's fields (`user_id`, `period_key` and `amount_micro_usd`
+    among them). One sequence for every kind of call (chat, image), so a hold is always
+    claimed, counted and limit-checked the same way.
+    """
+    reservation_id = await claim_reservation(
+        session, call_id=call_id, kind=kind, values=values, now=now
+    )
+    user_id, period_key = str(values["user_id"]), str(values["period_key"])
+    await ensure_counter(session, user_id=user_id, period_key=period_key, now=now)
+    spent = await hold(
+        session,
+        user_id=user_id,
+        period_key=period_key,
+        amount=int(values["amount_micro_usd"]),
+        limit=limit,
+        now=now,
+    )
+    if spent is None:
+        current = await counter_spent(session, user_id=user_id, period_key=period_key)
+        return Held(reservation_id, current, held=False)
+    return Held(reservation_id, spent, held=True)
+
+
+async def release_hold(
+    session: AsyncSession, *, reservation_id: int, reason: str, now: datetime
+) -> ReservedCall | None:
+    """Release a held reservation and give its amount back; None if it was not held."""
+    row = await transition(
+        session, reservation_id=reservation_id, old=HELD, new=RELEASED, now=now, reason=reason
+    )
+    if row is not None:
+        await add_to_counter(
+            session,
+            user_id=row.user_id,
+            period_key=row.period_key,
+            held=-row.amount_micro_usd,
+            now=now,
+        )
+    return row
+
+
 async def counter_spent(session: AsyncSession, *, user_id: str, period_key: str) -> int:
     spent = (
         await session.execute(
