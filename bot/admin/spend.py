@@ -41,19 +41,30 @@ class BudgetChange:
     after: Budget
 
 
-def parse_usd(raw: str, *, what: str = "A budget") -> float:
-    """Dollars from `10`, `$10` or `2.50`; 0 means unlimited."""
-    message = (
-        f"{what} must be an amount in USD from 0 to {BUDGET_MAX_USD:,.0f} "
-        "(0 means unlimited), for example `10` or `2.50`."
-    )
+def usd_in_range(raw: str, *, maximum: float, message: str, commas: bool = False) -> float:
+    """A USD amount from 0 to `maximum` (a leading `$` allowed, and thousands separators
+    when `commas`); anything else is `InvalidValue(message)`."""
+    text = raw.strip().lstrip("$")
     try:
-        value = float(raw.strip().lstrip("$").replace(",", ""))
+        value = float(text.replace(",", "") if commas else text)
     except ValueError:
         raise InvalidValue(message) from None
-    if not math.isfinite(value) or not 0 <= value <= BUDGET_MAX_USD:
+    if not math.isfinite(value) or not 0 <= value <= maximum:
         raise InvalidValue(message)
     return value
+
+
+def parse_usd(raw: str, *, what: str = "A budget") -> float:
+    """Dollars from `10`, `$10` or `2.50`; 0 means unlimited."""
+    return usd_in_range(
+        raw,
+        maximum=BUDGET_MAX_USD,
+        commas=True,
+        message=(
+            f"{what} must be an amount in USD from 0 to {BUDGET_MAX_USD:,.0f} "
+            "(0 means unlimited), for example `10` or `2.50`."
+        ),
+    )
 
 
 def parse_period(raw: str) -> Period:
@@ -66,17 +77,14 @@ def parse_period(raw: str) -> Period:
 
 
 def parse_price(raw: str) -> float:
-    message = (
-        f"A price is USD per 1M tokens, from 0 to {PRICE_MAX_USD_PER_M:,.0f} "
-        "(for example `/candor prices set gpt-4o 2.50 1.25 10`)."
+    return usd_in_range(
+        raw,
+        maximum=PRICE_MAX_USD_PER_M,
+        message=(
+            f"A price is USD per 1M tokens, from 0 to {PRICE_MAX_USD_PER_M:,.0f} "
+            "(for example `/candor prices set gpt-4o 2.50 1.25 10`)."
+        ),
     )
-    try:
-        value = float(raw.strip().lstrip("$"))
-    except ValueError:
-        raise InvalidValue(message) from None
-    if not math.isfinite(value) or not 0 <= value <= PRICE_MAX_USD_PER_M:
-        raise InvalidValue(message)
-    return value
 
 
 def describe_budget(budget: Budget) -> str:

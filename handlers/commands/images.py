@@ -8,10 +8,9 @@ set per model.
 
 from __future__ import annotations
 
-import math
-
 from bot.admin import settings as validate
 from bot.admin.settings import InvalidValue
+from bot.admin.spend import usd_in_range
 from bot.spend.images import ImageBilling
 from bot.spend.prices import IMAGE_LIST_USD, MICRO
 from handlers.commands.base import Invocation, Subcommand, one_value, pop_target, set_values
@@ -46,17 +45,14 @@ IMAGE_PRICE_MAX_USD = 10.0
 
 
 def parse_image_usd(raw: str) -> float:
-    message = (
-        f"A price per image is in USD, from 0 to {IMAGE_PRICE_MAX_USD:g} "
-        "(for example `/candor image-price gpt-image-1 0.04`)."
+    return usd_in_range(
+        raw,
+        maximum=IMAGE_PRICE_MAX_USD,
+        message=(
+            f"A price per image is in USD, from 0 to {IMAGE_PRICE_MAX_USD:g} "
+            "(for example `/candor image-price gpt-image-1 0.04`)."
+        ),
     )
-    try:
-        value = float(raw.strip().lstrip("$"))
-    except ValueError:
-        raise InvalidValue(message) from None
-    if not math.isfinite(value) or not 0 <= value <= IMAGE_PRICE_MAX_USD:
-        raise InvalidValue(message)
-    return value
 
 
 SUBCOMMANDS = (
