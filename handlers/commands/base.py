@@ -25,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.admin.service import AdminService
 from bot.admin.settings import InvalidValue, Target
 from bot.deps import Deps
+from bot.settings import Settings
 from handlers import admin_views as views
 from handlers.directory import user_lookup
 
@@ -204,3 +205,20 @@ async def set_values(call: Invocation, target: Target, action: str, values: dict
         actor_id=call.user_id, target=target, action=action, values=values
     )
     return views.render_change(change)
+
+
+def setting_command(
+    action: str, field: str, usage: str, parse: Callable[[str, Settings], Any]
+) -> Handler:
+    """`/candor ACTION VALUE [#channel]`: parse one value and set `field` on the target.
+
+    `parse(raw, settings)` raises `InvalidValue` saying what is allowed; `usage` is the
+    syntax shown when the value is missing. The change is audited as `action`.
+    """
+
+    async def cmd(call: Invocation) -> str:
+        target = await pop_target(call)
+        value = parse(one_value(call, usage), call.deps.settings)
+        return await set_values(call, target, action, {field: value})
+
+    return cmd

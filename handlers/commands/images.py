@@ -13,13 +13,18 @@ from bot.admin.settings import InvalidValue
 from bot.admin.spend import usd_in_range
 from bot.spend.images import ImageBilling
 from bot.spend.prices import IMAGE_LIST_USD, MICRO
-from handlers.commands.base import Invocation, Subcommand, one_value, pop_target, set_values
+from handlers.commands.base import (
+    Invocation,
+    Subcommand,
+    setting_command,
+)
 
-
-async def cmd_image_model(call: Invocation) -> str:
-    target = await pop_target(call)
-    value = validate.parse_image_model(one_value(call, "/candor image-model off|MODEL [#channel]"))
-    return await set_values(call, target, "image-model", {"image_model": value})
+cmd_image_model = setting_command(
+    "image-model",
+    "image_model",
+    "/candor image-model off|MODEL [#channel]",
+    lambda raw, _: validate.parse_image_model(raw),
+)
 
 
 async def cmd_image_price(call: Invocation) -> str:

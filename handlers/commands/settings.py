@@ -24,9 +24,9 @@ from handlers.commands.base import (
     Handler,
     Invocation,
     Subcommand,
-    one_value,
     pop_target,
     set_values,
+    setting_command,
 )
 from handlers.directory import user_lookup
 
@@ -99,23 +99,19 @@ async def cmd_system(call: Invocation) -> str:
     raise InvalidValue("Usage: `/candor system show|set|edit|reset [#channel]`")
 
 
-async def cmd_temperature(call: Invocation) -> str:
-    target = await pop_target(call)
-    value = validate.parse_temperature(one_value(call, "/candor temperature 0.7 [#channel]"))
-    return await set_values(call, target, "temperature", {"temperature": value})
-
-
-async def cmd_model(call: Invocation) -> str:
-    target = await pop_target(call)
-    raw = one_value(call, "/candor model NAME [#channel]")
-    value = validate.parse_model(raw, call.deps.settings)
-    return await set_values(call, target, "model", {"model": value})
-
-
-async def cmd_max_tokens(call: Invocation) -> str:
-    target = await pop_target(call)
-    value = validate.parse_max_tokens(one_value(call, "/candor max-tokens N [#channel]"))
-    return await set_values(call, target, "max-tokens", {"max_answer_tokens": value})
+cmd_temperature = setting_command(
+    "temperature",
+    "temperature",
+    "/candor temperature 0.7 [#channel]",
+    lambda raw, _: validate.parse_temperature(raw),
+)
+cmd_model = setting_command("model", "model", "/candor model NAME [#channel]", validate.parse_model)
+cmd_max_tokens = setting_command(
+    "max-tokens",
+    "max_answer_tokens",
+    "/candor max-tokens N [#channel]",
+    lambda raw, _: validate.parse_max_tokens(raw),
+)
 
 
 def _toggle(enabled: bool) -> Handler:
@@ -130,23 +126,21 @@ def _toggle(enabled: bool) -> Handler:
     return cmd
 
 
-async def cmd_strict(call: Invocation) -> str:
-    target = await pop_target(call)
-    value = validate.parse_strict(one_value(call, "/candor strict on|off [#channel]"))
-    return await set_values(call, target, "strict", {"strict": value})
-
-
-async def cmd_judge(call: Invocation) -> str:
-    target = await pop_target(call)
-    raw = one_value(call, "/candor judge off|MODEL [#channel]")
-    value = validate.parse_judge(raw, call.deps.settings)
-    return await set_values(call, target, "judge", {"judge_model": value})
-
-
-async def cmd_flag_threshold(call: Invocation) -> str:
-    target = await pop_target(call)
-    value = validate.parse_flag_threshold(one_value(call, "/candor flag-threshold X [#channel]"))
-    return await set_values(call, target, "flag-threshold", {"flag_threshold": value})
+cmd_strict = setting_command(
+    "strict",
+    "strict",
+    "/candor strict on|off [#channel]",
+    lambda raw, _: validate.parse_strict(raw),
+)
+cmd_judge = setting_command(
+    "judge", "judge_model", "/candor judge off|MODEL [#channel]", validate.parse_judge
+)
+cmd_flag_threshold = setting_command(
+    "flag-threshold",
+    "flag_threshold",
+    "/candor flag-threshold X [#channel]",
+    lambda raw, _: validate.parse_flag_threshold(raw),
+)
 
 
 async def cmd_reset(call: Invocation) -> str:
