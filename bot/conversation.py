@@ -555,10 +555,7 @@ class ConversationManager:
             thread_ts=turn.thread_ts,
             user_id=turn.user_id,
             is_dm=turn.is_dm,
-            kb_scopes=eff.kb_scopes,
-            kb_scopes_inherited="kb_scopes" in eff.inherited,
-            kb_top_k=eff.kb_top_k,
-            kb_score_floor=eff.kb_score_floor,
+            retrieval=self._retrieval_query(turn, eff),
             event_id=turn.event_id,
         )
         try:
@@ -697,18 +694,22 @@ class ConversationManager:
 
     async def _retrieve(self, turn: Turn, eff: EffectiveSettings) -> list[RetrievedHit]:
         assert self.knowledge is not None
-        return await self.knowledge.retrieve(
-            RetrievalQuery(
-                query=turn.text,
-                workspace_id=turn.workspace_id,
-                channel_id=turn.channel_id,
-                user_id=turn.user_id,
-                is_dm=turn.is_dm,
-                scopes=eff.kb_scopes,
-                scopes_inherited="kb_scopes" in eff.inherited,
-                top_k=eff.kb_top_k,
-                score_floor=eff.kb_score_floor,
-            )
+        return await self.knowledge.retrieve(self._retrieval_query(turn, eff))
+
+    @staticmethod
+    def _retrieval_query(turn: Turn, eff: EffectiveSettings) -> RetrievalQuery:
+        """What decides the scopes a question of this turn may read (the turn's own
+        retrieval and the `search_knowledge` tool alike)."""
+        return RetrievalQuery(
+            query=turn.text,
+            workspace_id=turn.workspace_id,
+            channel_id=turn.channel_id,
+            user_id=turn.user_id,
+            is_dm=turn.is_dm,
+            scopes=eff.kb_scopes,
+            scopes_inherited="kb_scopes" in eff.inherited,
+            top_k=eff.kb_top_k,
+            score_floor=eff.kb_score_floor,
         )
 
     def build_prompt(

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.ports import RetrievedHit
+from bot.ports import RetrievalQuery, RetrievedHit
 
 #: The `server` name under which built-in tools are allowed, denied and listed.
 BUILTIN = "builtin"
@@ -61,11 +61,9 @@ class ToolContext:
     thread_ts: str
     user_id: str
     is_dm: bool
-    #: The channel's knowledge settings, as the turn's own retrieval used them.
-    kb_scopes: tuple[str, ...] = ()
-    kb_scopes_inherited: bool = True
-    kb_top_k: int = 5
-    kb_score_floor: float = 0.0
+    #: The turn's own retrieval query: `search_knowledge` asks it again with the model's
+    #: words, so its scopes are decided exactly as the turn's were. None: no retrieval.
+    retrieval: RetrievalQuery | None = None
     event_id: str | None = None
     #: The channel's image model (`generate_image`; `Toolbox.open` reads it when the tool
     #: is allowed); None: no image generation here.

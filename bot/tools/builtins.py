@@ -1,8 +1,8 @@
 """The built-in tools: read-only, each declaring what it may read.
 
 - `search_knowledge`: the model searches the knowledge base again with its own query,
-  through the same `KnowledgeSource` and the same `RetrievalQuery` fields as the turn's
-  own retrieval (channel, asker, DM or not, the channel's scopes), so the scopes are
+  through the same `KnowledgeSource` with the turn's own `RetrievalQuery` (only the words
+  replaced: channel, asker, DM or not and the channel's scopes stay), so the scopes are
   computed identically and never go outside what the asking channel may read. What it
   finds is numbered after the turn's sources and cited like them.
 - `read_thread`: the messages of the thread being answered (no other thread).
@@ -20,12 +20,12 @@ where an admin allowed them (`/candor tools allow builtin[/TOOL] [#channel|--wor
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.clock import Clock
-from bot.ports import KnowledgeSource, NoKnowledgeInScope, RetrievalQuery, RetrievedHit
+from bot.ports import KnowledgeSource, NoKnowledgeInScope, RetrievedHit
 from bot.tools.base import BUILTIN, SlackReader, ToolContext, ToolOutput, ToolSpec
 from bot.tools.images import SIZES, ImageStudio
 
@@ -148,22 +148,10 @@ async def search_knowledge(
     query = str(arguments.get("query") or "").strip()[:MAX_QUERY_CHARS]
     if not query:
         return ToolOutput("search_knowledge needs a non-empty `query`.", error=True)
-    if env.knowledge is None:
+    if env.knowledge is None or ctx.retrieval is None:
         return ToolOutput("The knowledge base is turned off here.", error=True)
     try:
-        hits = await env.knowledge.retrieve(
-            RetrievalQuery(
-                query=query,
-                workspace_id=ctx.workspace_id,
-                channel_id=ctx.channel_id,
-                user_id=ctx.user_id,
-                is_dm=ctx.is_dm,
-                scopes=ctx.kb_scopes,
-                scopes_inherited=ctx.kb_scopes_inherited,
-                top_k=ctx.kb_top_k,
-                score_floor=ctx.kb_score_floor,
-            )
-        )
+        hits = await env.knowledge.retrieve(replace(ctx.retrieval, query=query))
     except NoKnowledgeInScope:
         return ToolOutput("The knowledge base has nothing here yet.")
     if not hits:
