@@ -178,6 +178,7 @@ async def _answer_claimed(
         thread_ts=incoming.thread_ts,
         team_id=incoming.team_id,
         user_id=incoming.user,
+        pacer=surface.pacer,
     )
     indicator: Indicator | None = None
     status = "failed"

@@ -1,8 +1,10 @@
 """The Slack messages of one answer, streamed.
 
 `Reply` owns the Slack messages of one answer. It streams with `chat.startStream` /
-`appendStream` / `stopStream` (markdown as the model wrote it); when Slack refuses the
-stream it falls back, for good, to `chat.postMessage` + throttled `chat.update` (mrkdwn).
+`appendStream` / `stopStream` (markdown as the model wrote it; the first text opens the
+stream, so a short answer takes two calls); when Slack refuses the stream it falls back,
+for good, to `chat.postMessage` + throttled `chat.update` (mrkdwn). The answers streaming
+at once share one `StreamPacer`, which spaces appends out as their number grows.
 Text runs through `render.PingGuard` (no live `<!channel>`-style pings) and
 `MessageSplitter`, so a long answer becomes several messages instead of failing with
 `msg_too_long`. Each way an answer can end has one method: `finish`, `fail`, `cut_off`.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,10 +85,45 @@ def _delivery() -> Iterator[None]:
         raise DeliveryFailed(type(exc).__name__, code="connection") from None
 
 
+class StreamPacer:
+    """One `chat.appendStream` budget shared by every answer streaming at once.
+
+    Alone, an answer appends every `Reply.STREAM_EVERY`; with many answers streaming,
+    each waits `streams / appends_per_second` between appends instead, so the process
+    makes about `appends_per_second` appends however many answers are in flight (Slack
+    rate-limits the method per workspace, and every call costs CPU that the other
+    answers wait for). The first text always goes out at once with `chat.startStream`,
+    and the rest with `chat.stopStream`, so under load an answer shows its start early
+    and grows in fewer, larger steps.
+    """
+
+    #: Characters that force an append before the paced interval is up.
+    PACED_CHARS = 4000
+
+    def __init__(self, appends_per_second: float = 50.0) -> None:
+        self.appends_per_second = appends_per_second
+        self._streams: weakref.WeakSet[Reply] = weakref.WeakSet()
+
+    @property
+    def streaming(self) -> int:
+        return len(self._streams)
+
+    def every(self, alone: tuple[float, int]) -> tuple[float, int]:
+        """(seconds, characters) between one answer's appends right now."""
+        seconds = len(self._streams) / self.appends_per_second
+        return alone if seconds <= alone[0] else (seconds, max(alone[1], self.PACED_CHARS))
+
+    def opened(self, reply: Reply) -> None:
+        self._streams.add(reply)
+
+    def closed(self, reply: Reply) -> None:
+        self._streams.discard(reply)
+
+
 class Reply:
     """The Slack messages of one answer; see the module docstring."""
 
-    STREAM_EVERY = (0.3, 120)  # seconds, characters between appendStream calls
+    STREAM_EVERY = (0.3, 120)  # seconds, characters between appendStream calls (alone)
     UPDATE_EVERY = (1.0, 300)  # seconds, characters between chat.update calls
     #: `ratelimited` answers in a row Candor waits out (after the client's own retries)
     #: before it stops streaming and delivers the answer with chat.update / postMessage.
@@ -104,6 +142,7 @@ class Reply:
         stream: bool = True,
         splitter: render.MessageSplitter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pacer: StreamPacer | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
@@ -120,6 +159,7 @@ class Reply:
         self._sleep = sleep
         self._retry_at = 0.0  # monotonic time before which Slack asked us not to write
         self._rate_limited = 0
+        self.pacer = pacer
 
     @property
     def started(self) -> bool:
@@ -132,7 +172,12 @@ class Reply:
             await self._take(self.guard.feed(text))
             if time.monotonic() < self._retry_at:
                 return  # Slack asked us to wait: keep buffering until then
-            seconds, chars = self.STREAM_EVERY if self.stream else self.UPDATE_EVERY
+            if not self.stream:
+                seconds, chars = self.UPDATE_EVERY
+            elif self.pacer is not None:
+                seconds, chars = self.pacer.every(self.STREAM_EVERY)
+            else:
+                seconds, chars = self.STREAM_EVERY
             unsent = len(self.segment.text) - self.segment.sent
             if unsent and (unsent >= chars or time.monotonic() - self._last_write >= seconds):
                 await self._write()
@@ -181,8 +226,8 @@ class Reply:
     async def _write(self) -> None:
         self._last_write = time.monotonic()
         seg = self.segment
-        if self.stream and seg.ts is None:
-            await self._start_stream()
+        if self.stream and seg.ts is None and await self._start_stream():
+            return  # the text so far went with chat.startStream
         if seg.streaming and seg.ts is not None:
             chunk = seg.text[seg.sent :]
             try:
@@ -199,21 +244,28 @@ class Reply:
             return
         await self._write_plain(render.to_mrkdwn(seg.text), final=False)
 
-    async def _start_stream(self) -> None:
+    async def _start_stream(self) -> bool:
+        """Open the stream with the message's text so far; False: Slack refused streaming."""
         seg = self.segment
+        text = seg.text
         try:
             response = await self.client.chat_startStream(
                 channel=self.channel,
                 thread_ts=self.thread_ts,
                 recipient_team_id=self.team_id,
                 recipient_user_id=self.user_id,
+                markdown_text=text or None,
             )
         except SlackApiError as exc:
             log.info("Streaming refused (%s); posting and updating instead.", _error(exc))
             self.stream = False
-            return
+            return False
         seg.ts = str(response["ts"])
         seg.streaming = True
+        seg.sent = len(text)
+        if self.pacer is not None:
+            self.pacer.opened(self)
+        return True
 
     async def _close_segment(self, answer: Answer | None) -> None:
         seg = self.segment
@@ -237,7 +289,7 @@ class Reply:
                     continue
                 self._stop_streaming(exc)
                 break
-            seg.streaming = False
+            self._streaming_ended(seg)
             seg.sent = len(seg.text)
             self._rate_limited = 0
             streamed = True
@@ -283,10 +335,15 @@ class Reply:
         error = _error(exc)
         log.info("Streaming failed (%s); finishing with chat.update / chat.postMessage.", error)
         self.stream = False
-        self.segment.streaming = False
+        self._streaming_ended(self.segment)
         self.segment.sent = 0  # the plain path sends the whole message text
         if error in _GONE:
             self.segment.ts = None
+
+    def _streaming_ended(self, seg: _Segment) -> None:
+        seg.streaming = False
+        if self.pacer is not None:
+            self.pacer.closed(self)
 
     def _wait_later(self, exc: SlackApiError) -> bool:
         """A `ratelimited` answer with retries left: note when to try again."""

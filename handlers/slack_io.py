@@ -25,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversation import Attachment, HistoryMessage
 from handlers import render
 from handlers.directory import SlackDirectory
+from handlers.reply import StreamPacer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class SlackSurface:
     file_origin: str | None = None
     #: Users and channels, briefly cached (shared with retrieval's scope checks).
     directory: SlackDirectory | None = None
+    #: One appendStream budget for every answer streaming from this process.
+    pacer: StreamPacer = field(default_factory=StreamPacer)
     _http: aiohttp.ClientSession | None = None
 
     @property

@@ -8,7 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversation import Answer
 from bot.errors import DeliveryFailed
 from bot.llm import LLMError, Usage
-from handlers.reply import Reply
+from handlers.reply import Reply, StreamPacer
 from tests.fakes.slack_server import FakeSlackServer
 
 
@@ -150,3 +150,58 @@ async def test_a_ping_split_across_deltas_is_never_sent_live(slack: FakeSlackSer
         assert "<!" not in body and "@here" not in body and "@channel" not in body
     [message] = slack.messages("C1")
     assert message.text.replace("\u200b", "") == "Ping @channel and @here now"
+
+
+async def test_the_first_text_opens_the_stream_so_a_short_answer_needs_no_append(
+    slack: FakeSlackServer,
+) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url)
+    reply = Reply(client, channel="C1", thread_ts="1.000100", team_id="T1", user_id="U1")
+
+    await reply.delta("Short and sweet.")
+    await reply.finish(answer_of("Short and sweet."))
+
+    [start] = slack.calls_to("chat.startStream")
+    assert start.get("markdown_text") == "Short and sweet."
+    assert slack.calls_to("chat.appendStream") == []
+    [message] = slack.messages("C1")
+    assert message.text == "Short and sweet."
+    assert not message.streaming
+
+
+async def test_with_many_answers_streaming_each_appends_less_often(
+    slack: FakeSlackServer,
+) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url)
+    pacer = StreamPacer(appends_per_second=0.5)  # two streams: one append per 4 s each
+
+    def new_reply(thread_ts: str) -> Reply:
+        reply = Reply(
+            client, channel="C1", thread_ts=thread_ts, team_id="T1", user_id="U1", pacer=pacer
+        )
+        reply.STREAM_EVERY = (0.0, 1)  # alone, every delta would be appended at once
+        return reply
+
+    other, mine = new_reply("1.000100"), new_reply("2.000200")
+    await other.delta("Another answer is streaming. ")
+    words = ["Under ", "load ", "the ", "text ", "arrives ", "in ", "larger ", "steps."]
+    for word in words:
+        await mine.delta(word)
+
+    assert pacer.streaming == 2
+    # Only the first word opened the stream; the rest waits for the paced interval.
+    assert slack.calls_to("chat.appendStream") == []
+    await mine.finish(answer_of("".join(words)))
+    await other.finish(answer_of("Another answer is streaming. "))
+
+    assert pacer.streaming == 0  # finished answers no longer slow the others down
+    texts = {m.thread_ts: m.text for m in slack.messages("C1")}
+    assert texts["2.000200"] == "".join(words)
+    assert texts["1.000100"] == "Another answer is streaming. "
+
+    alone = new_reply("3.000300")
+    alone.STREAM_EVERY = (2.0, 1)  # 1 stream / 0.5 per s: the pacer adds no wait
+    for word in words:
+        await alone.delta(word)
+    await alone.finish(answer_of("".join(words)))
+    assert len(slack.calls_to("chat.appendStream")) == len(words) - 1
