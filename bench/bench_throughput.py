@@ -20,6 +20,8 @@ numbers depend on what else the machine runs.
     .venv/bin/python bench/bench_throughput.py --workers 2   # QDRANT_URL: a fake, empty one
     .venv/bin/python bench/bench_throughput.py --transport socket --db sqlite --n 200 \
         --profile /tmp/candor.txt        # py-spy's collapsed stacks (pip install py-spy)
+    .venv/bin/python bench/bench_throughput.py --transport socket --db sqlite --n 200 \
+        --cprofile /tmp/candor.pstats    # cProfile's stats (self time is exact under asyncio)
 
 Postgres: `--pg postgresql+asyncpg://postgres@127.0.0.1:5432/postgres` (default; a fresh
 database `candor_bench` is created in that server for each run). Run by hand; it prints
@@ -140,13 +142,18 @@ async def fake_qdrant() -> tuple[web.AppRunner, str]:
 class Candor:
     """`candor serve` in a process of its own."""
 
-    def __init__(self, env: dict[str, str], args: list[str], cwd: str) -> None:
+    def __init__(
+        self, env: dict[str, str], args: list[str], cwd: str, cprofile: str | None = None
+    ) -> None:
         self.env, self.args, self.cwd = env, args, cwd
+        # Under cProfile, the stats of the whole process are written when it stops.
+        self.prefix = [sys.executable, "-m", "cProfile", "-o", cprofile] if cprofile else []
         self.process: asyncio.subprocess.Process | None = None
         self.log = Path(cwd) / "candor.log"
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
+            *self.prefix,
             CANDOR,
             *self.args,
             cwd=self.cwd,
@@ -184,6 +191,7 @@ async def one_run(
     control: str,
     http: aiohttp.ClientSession,
     profile: str | None = None,
+    cprofile: str | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -212,7 +220,7 @@ async def one_run(
         if transport == "http":
             args += ["--http", "--port", str(port)]
         args += ["--workers", str(workers)]
-        candor = Candor(env, args, tmp)
+        candor = Candor(env, args, tmp, cprofile)
         await candor.start()
         events_url = f"http://127.0.0.1:{port}/slack/events"
         await _ready(candor, transport, workers, port, control, http)
@@ -395,6 +403,7 @@ async def main(args: argparse.Namespace) -> None:
                                 control=control,
                                 http=http,
                                 profile=args.profile,
+                                cprofile=args.cprofile,
                             )
                             print(row(result), flush=True)
                             if args.verbose:
@@ -417,5 +426,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pg", default=PG_DEFAULT)
     parser.add_argument("--profile", help="py-spy's collapsed stacks of the run to this file")
+    parser.add_argument(
+        "--cprofile", help="run candor under cProfile; its pstats to this file (one worker)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     asyncio.run(main(parser.parse_args()))

