@@ -10,7 +10,13 @@ read, and `ChatRequest.deadline_seconds` (`OPENAI_TOTAL_TIMEOUT_SECONDS`) is the
 call's, so a server trickling one token a second cannot hold an answer forever. The
 answer's length is bounded by `max_tokens` (sent as `max_tokens`, or
 `max_completion_tokens` for reasoning models) and checked here too, for servers that
-ignore it.
+ignore it; the check tokenizes only once the answer's UTF-8 bytes (an upper bound on its
+tokens) could pass the limit, not every delta.
+
+A streamed answer is read from the SDK's raw response (`with_streaming_response`: the
+same request, retries and status errors) and its server-sent events are parsed here into
+plain dicts, because the SDK's stream builds a pydantic model for every chunk, which cost
+about half the CPU of a streamed call.
 
 Usage comes from the server (`stream_options={"include_usage": True}`); when a server
 sends none while streaming, we count the tokens ourselves and mark the usage
@@ -30,12 +36,17 @@ the answer) is not the model's fault: it propagates unchanged, never as an `LLME
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import anyio
+import httpx2
 import openai
 from openai import AsyncOpenAI
 
@@ -220,7 +231,7 @@ class _SinkFailed(Exception):
 
 
 #: Share over `max_tokens` tolerated before the gateway stops a stream itself: our
-#: tokenizer is not the server's (deltas counted one by one, other model families), and a
+#: tokenizer is not the server's (text counted in pieces, other model families), and a
 #: server that honours the limit always stops first; this only catches servers ignoring it.
 _LENGTH_SLACK = 1.5
 
@@ -357,7 +368,6 @@ class LLMGateway:
         started: float,
         parts: list[str],
     ) -> ChatResult:
-        stream = await self.client.chat.completions.create(**params)
         logprobs: list[float] = []
         top: dict[str, float] = {}
         usage_obj: Any = None
@@ -365,44 +375,51 @@ class LLMGateway:
         finish: str | None = None
         model = request.model
         first: float | None = None
-        counted = 0
-        too_long = int(request.max_tokens * _LENGTH_SLACK) + 32
+        length = _LengthGuard(self.tokens, request)
         calls = _ToolCallParts()
-        try:
-            async for chunk in stream:
-                if chunk.model:
-                    model = chunk.model
-                tier = getattr(chunk, "service_tier", None) or tier
-                if chunk.usage is not None:
-                    usage_obj = chunk.usage
-                for choice in chunk.choices or []:
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-                    if choice.logprobs is not None and choice.logprobs.content:
+        # The raw response, not the SDK's stream of pydantic chunks: the same request,
+        # retries and status errors, but each chunk stays the dict `json.loads` made.
+        create = self.client.chat.completions.with_streaming_response.create
+        async with (
+            create(**params) as response,
+            aclosing(_stream_chunks(response.http_response)) as chunks,
+        ):
+            async for chunk in chunks:
+                model = chunk.get("model") or model
+                tier = chunk.get("service_tier") or tier
+                if chunk.get("usage") is not None:
+                    usage_obj = chunk["usage"]
+                too_long = False
+                for choice in chunk.get("choices") or ():
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    scored = (choice.get("logprobs") or {}).get("content")
+                    if scored:
                         if not logprobs:
-                            top = _alternatives(choice.logprobs.content[0])
-                        logprobs.extend(t.logprob for t in choice.logprobs.content)
-                    if choice.delta is not None and choice.delta.tool_calls:
-                        calls.add(choice.delta.tool_calls)
-                    delta = choice.delta.content if choice.delta is not None else None
-                    if delta:
+                            top = _alternatives(scored[0])
+                        logprobs.extend(token["logprob"] for token in scored)
+                    delta = choice.get("delta")
+                    if not delta:
+                        continue
+                    if delta.get("tool_calls"):
+                        calls.add(delta["tool_calls"])
+                    piece = delta.get("content")
+                    if piece:
                         if first is None:
                             first = time.perf_counter() - started
-                        parts.append(delta)
-                        counted += self.tokens.count(delta, request.model)
+                        parts.append(piece)
+                        too_long = length.passed(piece) or too_long
                         if on_delta is not None:
                             try:
-                                await on_delta(delta)
+                                await on_delta(piece)
                             except Exception as exc:
                                 raise _SinkFailed(exc) from exc
-                if counted > too_long:
+                if too_long:
                     # The server ignores max_tokens: stop reading, as it should have.
                     log.warning("%s went past max_tokens=%d; stopped.", model, request.max_tokens)
                     finish = "length"
                     usage_obj = None
                     break
-        finally:
-            await stream.close()
         text = "".join(parts)
         if finish is None and usage_obj is None and (text or calls.parts):
             # The stream ended with neither a finish reason nor usage: it was cut short.
@@ -421,25 +438,161 @@ class LLMGateway:
         )
 
     def _usage_from(self, usage: Any, request: ChatRequest, text: str) -> Usage:
-        if usage is None or not getattr(usage, "prompt_tokens", None):
+        """`usage` (a dict from the stream, the SDK's object from `_once`) as a `Usage`;
+        counted by us, on the whole text, when the server sent none."""
+        if usage is None or not _field(usage, "prompt_tokens"):
             return Usage(
                 prompt_tokens=self.tokens.count_messages(request.messages, request.model),
                 completion_tokens=self.tokens.count(text, request.model),
                 estimated=True,
             )
-        prompt_details = getattr(usage, "prompt_tokens_details", None)
-        completion_details = getattr(usage, "completion_tokens_details", None)
+        prompt_details = _field(usage, "prompt_tokens_details")
+        completion_details = _field(usage, "completion_tokens_details")
         return Usage(
-            prompt_tokens=int(usage.prompt_tokens or 0),
-            completion_tokens=int(usage.completion_tokens or 0),
-            cached_tokens=int(getattr(prompt_details, "cached_tokens", 0) or 0),
-            reasoning_tokens=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
+            prompt_tokens=int(_field(usage, "prompt_tokens") or 0),
+            completion_tokens=int(_field(usage, "completion_tokens") or 0),
+            cached_tokens=int(_field(prompt_details, "cached_tokens") or 0),
+            reasoning_tokens=int(_field(completion_details, "reasoning_tokens") or 0),
         )
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A field of an API object: a dict when streamed, the SDK's model from `_once`."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def _alternatives(token: Any) -> dict[str, float]:
     """A token's `top_logprobs` as {token: logprob} (empty when the server sent none)."""
-    return {t.token: t.logprob for t in getattr(token, "top_logprobs", None) or []}
+    return {_field(t, "token"): _field(t, "logprob") for t in _field(token, "top_logprobs") or ()}
+
+
+class _LengthGuard:
+    """Tells when a streamed answer went past `max_tokens` (times `_LENGTH_SLACK`),
+    without running the tokenizer on every delta.
+
+    A token is at least one byte of UTF-8, so the bytes not yet tokenized bound their
+    tokens from above: the tokenizer runs on the text since its last run only when that
+    bound could take the count past the limit. An answer well inside its limit is never
+    tokenized while it streams; one nearing it is, in pieces that shrink as it gets close.
+    """
+
+    def __init__(self, tokens: TokenCounter, request: ChatRequest) -> None:
+        self.tokens = tokens
+        self.model = request.model
+        self.limit = int(request.max_tokens * _LENGTH_SLACK) + 32
+        self.counted = 0  # tokens in the text already tokenized
+        self.pending: list[str] = []  # text since then
+        self.pending_bytes = 0
+
+    def passed(self, delta: str) -> bool:
+        """Add `delta`; whether the answer is now past the limit."""
+        self.pending.append(delta)
+        self.pending_bytes += len(delta.encode("utf-8", "surrogatepass"))
+        if self.counted + self.pending_bytes <= self.limit:
+            return False
+        self.counted += self.tokens.count("".join(self.pending), self.model)
+        self.pending = []
+        self.pending_bytes = 0
+        return self.counted > self.limit
+
+
+# --- the event stream (what the SDK's `AsyncStream` would parse into pydantic chunks) ----
+
+#: How long to read on after `[DONE]` so the connection goes back to the pool (the SDK's).
+_DRAIN_SECONDS = 0.1
+
+
+class _EventStreamDecoder:
+    """Server-sent events, incrementally: bytes in, each event's `data` out.
+
+    The rules the SDK's decoder follows (WHATWG event streams): a line ends at LF, CR or
+    CRLF, also when a read splits it; `:` lines are comments (keepalives); an event's
+    `data:` lines are joined by newlines; an empty line ends the event. `event:`, `id:`
+    and `retry:` are read past: chat completions do not use them. Where the SDK would
+    differ: an event without data is skipped (the SDK fails parsing it as JSON). As in
+    the SDK, a last event never ended by its empty line is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._tail = b""  # a line not ended yet
+        self._data: list[bytes] = []  # the current event's data lines
+        self._skip_lf = False  # the last read ended with CR: a LF next is the same CRLF
+
+    def feed(self, read: bytes) -> list[bytes]:
+        """The data of each event `read` completes, in order."""
+        if self._skip_lf:
+            self._skip_lf = False
+            if read.startswith(b"\n"):
+                read = read[1:]
+        if b"\r" in read:
+            self._skip_lf = read.endswith(b"\r")
+            read = read.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = (self._tail + read).split(b"\n")
+        self._tail = lines.pop()
+        events: list[bytes] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+            elif line == b"data":
+                self._data.append(b"")
+        return events
+
+
+async def _stream_chunks(response: httpx2.Response) -> AsyncGenerator[dict[str, Any], None]:
+    """The JSON chunks of a streamed chat completion up to `[DONE]`, as plain dicts.
+
+    What the SDK's `AsyncStream` does, without building a model per chunk: an
+    `{"error": ...}` chunk raises `openai.APIError`, and a timeout or a broken connection
+    while reading becomes `APITimeoutError` / `APIConnectionError`, so `complete` maps
+    them as before. Payloads that are not JSON objects carry no chunk and are skipped.
+    """
+    decoder = _EventStreamDecoder()
+    reads = response.aiter_bytes()
+    try:
+        async for read in reads:
+            for data in decoder.feed(read):
+                if data.startswith(b"[DONE]"):
+                    if response.http_version == "HTTP/1.1":  # HTTP/2 needs no draining
+                        await _drain(reads)
+                    return
+                chunk = json.loads(data)
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):
+                    raise _stream_error(chunk["error"], response.request)
+                yield chunk
+    except httpx2.TimeoutException as err:
+        raise openai.APITimeoutError(request=response.request) from err
+    except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream) as err:
+        raise openai.APIConnectionError(request=response.request) from err
+    finally:
+        await reads.aclose()
+
+
+async def _drain(reads: AsyncGenerator[bytes, None]) -> None:
+    """Read what follows `[DONE]` (the end of the body), briefly, so that HTTP/1.1 can
+    reuse the connection; a server that keeps talking loses its connection instead."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in reads:
+                pass
+    except (TimeoutError, httpx2.RequestError, ssl.SSLError, anyio.EndOfStream):
+        pass  # the answer is complete; only the connection is lost
+
+
+def _stream_error(error: Any, request: httpx2.Request) -> openai.APIError:
+    """An `{"error": ...}` chunk as the SDK raises it (its message is for logs only)."""
+    message = error.get("message") if isinstance(error, dict) else None
+    if not message or not isinstance(message, str):
+        message = "An error occurred during streaming"
+    return openai.APIError(message, request, body=error)
 
 
 # --- tool calls (the loop itself lives in `bot.tools`) ------------------------------------
@@ -468,18 +621,18 @@ class _ToolCallParts:
     def __init__(self) -> None:
         self.parts: dict[int, dict[str, str]] = {}
 
-    def add(self, deltas: Sequence[Any]) -> None:
+    def add(self, deltas: Sequence[Mapping[str, Any]]) -> None:
         for delta in deltas:
-            index = int(getattr(delta, "index", 0) or 0)
+            index = int(delta.get("index") or 0)
             part = self.parts.setdefault(index, {"id": "", "name": "", "arguments": ""})
-            if getattr(delta, "id", None):
-                part["id"] = str(delta.id)
-            function = getattr(delta, "function", None)
-            if function is not None:
-                if getattr(function, "name", None):
-                    part["name"] += str(function.name)
-                if getattr(function, "arguments", None):
-                    part["arguments"] += str(function.arguments)
+            if delta.get("id"):
+                part["id"] = str(delta["id"])
+            function = delta.get("function")
+            if function:
+                if function.get("name"):
+                    part["name"] += str(function["name"])
+                if function.get("arguments"):
+                    part["arguments"] += str(function["arguments"])
 
     def calls(self) -> list[ToolCallRequest]:
         return [

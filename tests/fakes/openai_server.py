@@ -13,7 +13,15 @@ Scripted failures: `enqueue_error(429)` (with Retry-After: 0), `enqueue_error(50
 `delay` for timeouts and concurrency tests. While streaming: `trickle=0.2` waits that many
 seconds before each piece (a slow server that never trips a per-read timeout), and
 `cut_after=2` drops the connection after that many pieces (no finish, no usage, no
-`[DONE]`).
+`[DONE]`), and `error_after=1` sends an in-stream `{"error": ...}` event after that many
+pieces (as vLLM or a proxy does once the 200 is sent), then `[DONE]`.
+
+The event stream's wire format, for clients that parse it themselves: `keepalive=True`
+sends a `: keepalive` comment line and `event:`/`id:` fields with every event,
+`line_end="\r\n"` (or `"\r"`) ends lines that way, `multiline_data=True` spreads each
+event's JSON over several `data:` lines, and `split_writes=7` writes every event in
+7-byte pieces with a pause between them, so a client reads lines split across reads.
+`peers` records the client address of every chat request (one per connection used).
 
 Images: `POST /v1/images/generations` is recorded in `image_requests` and answered with
 `image_bytes` as `b64_json` (or `image_url`, when set, as `url`).
@@ -64,6 +72,11 @@ class Scripted:
     logprobs: list[float] | None = None  # one per token (piece when streaming, else word)
     top_logprobs: dict[str, float] | None = None  # the first token's alternatives
     no_logprobs: bool = False  # a server that never returns logprobs
+    error_after: int | None = None  # an in-stream error event after that many pieces
+    keepalive: bool = False  # `: keepalive` comments and `event:`/`id:` fields per event
+    line_end: str = "\n"  # "\r\n" or "\r" as some servers and proxies send
+    multiline_data: bool = False  # each event's JSON over several `data:` lines
+    split_writes: int | None = None  # write events in pieces of this many bytes
 
 
 @dataclass
@@ -82,6 +95,8 @@ class FakeOpenAIServer:
     image_url: str | None = None
     in_flight: int = 0
     max_in_flight: int = 0
+    #: The client address (host, port) of every chat request, in order.
+    peers: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._queue: deque[Scripted] = deque()
@@ -145,6 +160,8 @@ class FakeOpenAIServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        if request.transport is not None:
+            self.peers.append(request.transport.get_extra_info("peername"))
         if self._queue:
             script = self._queue.popleft()
         elif self.restate:
@@ -249,6 +266,12 @@ class FakeOpenAIServer:
                 if request.transport is not None:
                     request.transport.close()
                 return response
+            if script.error_after is not None and n >= script.error_after:
+                error = {"message": "The model crashed.", "type": "server_error", "code": 500}
+                await _send(response, script, {"error": error})
+                await _send(response, script, "[DONE]")
+                await response.write_eof()
+                return response
             if script.trickle:
                 await asyncio.sleep(script.trickle)
             delta: dict[str, Any] = {"content": piece}
@@ -258,7 +281,7 @@ class FakeOpenAIServer:
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
             if body.get("logprobs") and not script.no_logprobs:
                 choice["logprobs"] = {"content": [_token(script, n, piece)]}
-            await response.write(_sse({**base, "choices": [choice]}))
+            await _send(response, script, {**base, "choices": [choice]})
         for n, call in enumerate(script.tool_calls):
             whole = _call(n, call)
             arguments = whole["function"]["arguments"]
@@ -273,28 +296,28 @@ class FakeOpenAIServer:
                 },
                 {"index": n, "function": {"arguments": arguments[half:]}},
             ):
-                await response.write(
-                    _sse(
-                        {
-                            **base,
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "delta": {"tool_calls": [piece]},
-                                    "finish_reason": None,
-                                }
-                            ],
-                        }
-                    )
+                await _send(
+                    response,
+                    script,
+                    {
+                        **base,
+                        "choices": [
+                            {"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}
+                        ],
+                    },
                 )
         finish = "tool_calls" if script.tool_calls else "stop"
-        await response.write(
-            _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        await _send(
+            response,
+            script,
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
         )
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         if script.usage and include_usage:
-            await response.write(_sse({**base, "choices": [], "usage": self._usage(body, script)}))
-        await response.write(b"data: [DONE]\n\n")
+            await _send(
+                response, script, {**base, "choices": [], "usage": self._usage(body, script)}
+            )
+        await _send(response, script, "[DONE]")
         await response.write_eof()
         return response
 
@@ -371,5 +394,42 @@ def _call(n: int, call: tuple[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sse(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload)}\n\n".encode()
+async def _send(
+    response: web.StreamResponse, script: Scripted, payload: dict[str, Any] | str
+) -> None:
+    """Write one server-sent event (`payload`, or the text `[DONE]`) as `script` says."""
+    await _write(response, script, _sse(payload, script))
+
+
+def _sse(payload: dict[str, Any] | str, script: Scripted) -> bytes:
+    end = script.line_end
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    lines: list[str] = []
+    keepalive = ""
+    if script.keepalive:
+        # A comment on its own (what proxies send while the model thinks), then fields
+        # chat completions do not use.
+        keepalive = f": keepalive{end}{end}"
+        lines += ["event: chunk", "id: 1", ": still here"]
+    if script.multiline_data and not isinstance(payload, str):
+        # Newlines between JSON tokens only: joined again, the data is the same JSON.
+        lines += [f"data: {line}" for line in json.dumps(payload, indent=1).split("\n")]
+    else:
+        lines.append(f"data: {data}")
+    return (keepalive + "".join(line + end for line in lines) + end).encode()
+
+
+async def _write(response: web.StreamResponse, script: Scripted, data: bytes) -> None:
+    """`data` at once, or with `split_writes` in pieces of that many bytes, also cut
+    between the CR and the LF of every CRLF (the case a line decoder must carry over)."""
+    size = script.split_writes
+    if not size:
+        await response.write(data)
+        return
+    cuts = set(range(size, len(data), size))
+    cuts.update(n + 1 for n in range(len(data) - 1) if data[n : n + 2] == b"\r\n")
+    start = 0
+    for end in [*sorted(cuts), len(data)]:
+        await response.write(data[start:end])
+        start = end
+        await asyncio.sleep(0.001)  # let the client read this piece on its own
