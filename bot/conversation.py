@@ -48,6 +48,7 @@ from bot.clock import Clock
 from bot.confidence import judge
 from bot.db import repo
 from bot.db.engine import Database
+from bot.db.models import DEFAULT_KEY, ChannelSettingsRow
 from bot.errors import (
     CandorError,
     ChannelDisabled,
@@ -220,10 +221,15 @@ class Answer:
 
 @dataclass(frozen=True)
 class Loaded:
-    """A turn's channel settings and stored thread history (`ConversationManager.load`)."""
+    """A turn's channel settings and stored thread history (`ConversationManager.load`).
+
+    `tools_allowed` False: no tool rule allows anything in the channel, so the answer
+    skips reading the tool rules (read with the settings, in the same statement).
+    """
 
     settings: EffectiveSettings
     history: tuple[HistoryMessage, ...] = ()
+    tools_allowed: bool = True
 
 
 @dataclass
@@ -282,11 +288,21 @@ class ConversationManager:
     ) -> Loaded:
         """What `reply` reads first, in the caller's transaction (a surface reads it with
         its claim of the message: one round of database work instead of three)."""
-        eff = await channels.load_effective(
-            session, self.settings, workspace_id=workspace_id, channel_id=channel_id
+        # As `channels.load_effective`, with the tool rules' verdict in the same statement.
+        default_row, channel_row, tools_allowed = await repo.get_settings_rows_and_tool_hint(
+            session, workspace_id=workspace_id, channel_id=channel_id
+        )
+        if default_row is None:  # deleted by hand: a blank row, not stored
+            default_row = ChannelSettingsRow(workspace_id=DEFAULT_KEY, channel_id=DEFAULT_KEY)
+        eff = channels.resolve(
+            self.settings,
+            default_row,
+            channel_row,
+            workspace_id=workspace_id,
+            channel_id=channel_id,
         )
         rows = await repo.load_thread(session, thread_key=thread_key) if with_history else []
-        return Loaded(eff, tuple(HistoryMessage(r.role, r.text) for r in rows))
+        return Loaded(eff, tuple(HistoryMessage(r.role, r.text) for r in rows), tools_allowed)
 
     async def reply(
         self, turn: Turn, on_delta: DeltaCallback | None = None, *, loaded: Loaded | None = None
@@ -356,7 +372,7 @@ class ConversationManager:
             deadline_seconds=self.settings.openai.total_timeout_seconds or None,
         )
 
-        tools = await self._open_tools(turn, eff)
+        tools = await self._open_tools(turn, eff) if loaded.tools_allowed else None
         reservation = None
         t = time.perf_counter()
         if self.spend is not None and tools is None:

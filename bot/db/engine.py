@@ -94,6 +94,12 @@ def open_database(url: str, *, echo: bool = False) -> Database:
     else:
         kwargs["pool_size"] = 20
         kwargs["max_overflow"] = 20
+        # Kept on purpose, although each checkout pays a round trip for it (measured: about
+        # 0.11 ms of CPU per session with asyncpg). A settle runs on a connection taken
+        # after the LLM call; if Postgres restarted or a proxy dropped idle connections
+        # meanwhile, the ping replaces the dead one, where SQLAlchemy's disconnect handling
+        # would first fail that statement, and a failed settle is spend the ledger never
+        # records. The cost is cut by using fewer sessions per answer instead.
         kwargs["pool_pre_ping"] = True
         kwargs["pool_timeout"] = 120
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}

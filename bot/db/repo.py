@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,7 @@ from bot.db.models import (
     ChannelSettingsRow,
     ConversationTurnRow,
     ProcessedEventRow,
+    ToolPermissionRow,
 )
 
 
@@ -41,18 +42,7 @@ async def get_settings_rows(
 ) -> tuple[ChannelSettingsRow | None, ChannelSettingsRow | None]:
     """The workspace-default row and the channel's row (each None if absent), in one query."""
     result = await session.execute(
-        select(ChannelSettingsRow).where(
-            or_(
-                and_(
-                    ChannelSettingsRow.workspace_id == DEFAULT_KEY,
-                    ChannelSettingsRow.channel_id == DEFAULT_KEY,
-                ),
-                and_(
-                    ChannelSettingsRow.workspace_id == workspace_id,
-                    ChannelSettingsRow.channel_id == channel_id,
-                ),
-            )
-        )
+        select(ChannelSettingsRow).where(_settings_rows(workspace_id, channel_id))
     )
     default = channel = None
     for row in result.scalars():
@@ -61,6 +51,57 @@ async def get_settings_rows(
         if row.workspace_id == workspace_id and row.channel_id == channel_id:
             channel = row
     return default, channel
+
+
+#: `bot.tools.policy.ANY`: a tool rule for every channel / every workspace.
+_EVERY_PLACE = "*"
+
+
+async def get_settings_rows_and_tool_hint(
+    session: AsyncSession, *, workspace_id: str, channel_id: str
+) -> tuple[ChannelSettingsRow | None, ChannelSettingsRow | None, bool]:
+    """`get_settings_rows`, and whether any tool rule allows something in the channel,
+    in the same one statement (an `EXISTS` column beside the settings rows).
+
+    False means no tool can be offered there (`bot.tools.policy.is_allowed` needs an
+    allow rule of the channel or the workspace), so an answer can skip reading the tool
+    rules. True when such a rule exists, or when there is no settings row to carry it.
+    """
+    rule = ToolPermissionRow
+    any_allowed = (
+        exists()
+        .where(
+            rule.allowed.is_(True),
+            rule.workspace_id.in_((workspace_id, _EVERY_PLACE)),
+            rule.channel_id.in_((channel_id, _EVERY_PLACE)),
+        )
+        .label("tools_allowed")
+    )
+    result = await session.execute(
+        select(ChannelSettingsRow, any_allowed).where(_settings_rows(workspace_id, channel_id))
+    )
+    default = channel = None
+    tools_allowed = True
+    for row, allowed in result.all():
+        tools_allowed = bool(allowed)
+        if row.workspace_id == DEFAULT_KEY and row.channel_id == DEFAULT_KEY:
+            default = row
+        if row.workspace_id == workspace_id and row.channel_id == channel_id:
+            channel = row
+    return default, channel, tools_allowed
+
+
+def _settings_rows(workspace_id: str, channel_id: str) -> ColumnElement[bool]:
+    return or_(
+        and_(
+            ChannelSettingsRow.workspace_id == DEFAULT_KEY,
+            ChannelSettingsRow.channel_id == DEFAULT_KEY,
+        ),
+        and_(
+            ChannelSettingsRow.workspace_id == workspace_id,
+            ChannelSettingsRow.channel_id == channel_id,
+        ),
+    )
 
 
 async def get_default_row(
@@ -278,10 +319,12 @@ async def store_exchange(
 ) -> int:
     """Store a question and its answer: the thread's `turns` (none for a turn that is not
     remembered) and the answer row; returns the answer's id. Core INSERTs, no ORM unit
-    of work: this runs for every answer."""
+    of work: this runs for every answer. The turns go in one multi-row `INSERT ...
+    VALUES (...), (...)` (an ORM bulk insert would split rows whose NULL columns differ
+    into one statement each)."""
     if turns:
         await session.execute(
-            insert(ConversationTurnRow), [{"created_at": now, **turn} for turn in turns]
+            insert(ConversationTurnRow).values([{"created_at": now, **turn} for turn in turns])
         )
     new_id = await session.execute(
         insert(AnswerRow).values(created_at=now, **answer).returning(AnswerRow.id)

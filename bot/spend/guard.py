@@ -3,24 +3,32 @@
 `SpendLedger` implements `bot.ports.SpendGuard` for the conversation manager:
 
 reserve
-    Prices the worst case (the counted prompt plus the answer's `max_tokens`, no cache
-    discount) and, in one transaction, claims the call in `spend_reservations` (unique per
-    Slack event and kind) and holds the money on the user's counter row for this period
-    with one conditional statement:
+    Reads the user's budget and the model's price, prices the worst case (the counted
+    prompt plus the answer's `max_tokens`, no cache discount) and, in the same
+    transaction, claims the call in `spend_reservations` (unique per Slack event and
+    kind) and holds the money on the user's counter row for this period with one
+    conditional statement, which also creates the row on the period's first call:
 
-        UPDATE budget_usage SET held = held + :estimate
-        WHERE user_id = :user AND period_key = :period
-          AND spent + held + :estimate <= :limit
+        INSERT INTO budget_usage (user_id, period_key, held, ...) VALUES (..., :estimate)
+        ON CONFLICT (user_id, period_key) DO UPDATE SET held = held + :estimate
+        WHERE spent + held + :estimate <= :limit
+        RETURNING spent
 
-    On Postgres the UPDATE row-locks the counter and re-checks the condition against the
-    committed row after any concurrent writer, so two requests of one user can never
-    both pass on stale numbers; on SQLite writers serialize on the database lock. No
-    match means over budget: the transaction rolls back and `OverBudget` tells the user
-    what they spent, their limit and when the period resets. No LLM call happens.
+    On Postgres the conflict branch row-locks the counter and re-checks the condition
+    against the committed row after any concurrent writer, so two requests of one user
+    can never both pass on stale numbers; on SQLite writers serialize on the database
+    lock. An estimate above the limit on its own is refused before the statement (a new
+    row is not checked by it). No row back means over budget: the transaction rolls back
+    and `OverBudget` tells the user what they spent, their limit and when the period
+    resets. No LLM call happens.
 settle
     Moves the hold to `spent` at the actual cost from the API's `usage` (cached tokens
     at the cached price; counts marked estimated when the server sent none) and writes
-    the ledger row. A reservation settles once: a second settle is a no-op.
+    the ledger row, in one transaction of three statements: the reservation's state
+    change, the ledger row, the counter upsert. The price and budget are the ones the
+    reserve read (`PricedReservation`), unless the response names another model or a
+    service tier with a price of its own. A reservation settles once: a second settle
+    is a no-op.
 release
     Returns the hold when the call failed and records a zero-cost `released` row.
 
@@ -43,6 +51,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,7 +72,14 @@ from bot.spend.ledger import CHAT, EMBEDDING, HELD, RELEASED, SETTLED, Duplicate
 from bot.spend.prices import MICRO, ModelPrice, PriceBook
 from bot.spend.report import UserSpend, UserUsage
 
-__all__ = ["AlertCallback", "DuplicateCall", "SpendLedger", "UserSpend", "UserUsage"]
+__all__ = [
+    "AlertCallback",
+    "DuplicateCall",
+    "PricedReservation",
+    "SpendLedger",
+    "UserSpend",
+    "UserUsage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +88,18 @@ AlertCallback = Callable[[str], Awaitable[None]]
 
 async def _no_alert(_text: str) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class PricedReservation(Reservation):
+    """A chat reservation that carries what its reserve read: the model priced, its price
+    (with the version the ledger records) and the user's budget, so `settle` reuses them
+    instead of reading them again. Only this process's `settle` sees them; a reservation
+    settled from its id alone (`release_stale`) reads them."""
+
+    model: str = ""
+    price: ModelPrice | None = field(default=None, compare=False, repr=False)
+    budget: Budget | None = field(default=None, compare=False, repr=False)
 
 
 class SpendLedger:
@@ -113,17 +141,19 @@ class SpendLedger:
     ) -> Reservation:
         """Hold the worst-case cost of one chat call, or raise `OverBudget`/`DuplicateCall`."""
         now = self._now()
-        async with self.db.sessions() as session:
-            budget = await self._budget(session, user_id)
-            price = await self.prices.price_for(session, model, at=now)
-        window = self._window(now, budget)
-        estimate = price.cost_micro_usd(
-            prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens
-        )
-        key = window.key
         notices: list[str] = []
         alert_text: str | None = None
         async with self.db.write() as session:
+            # The budget and price are read in the transaction that holds (one session,
+            # not two). On SQLite these reads run before its write transaction begins
+            # (the driver begins it at the first write), so they lock nothing.
+            budget = await self._budget(session, user_id)
+            price = await self.prices.price_for(session, model, at=now)
+            window = self._window(now, budget)
+            estimate = price.cost_micro_usd(
+                prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens
+            )
+            key = window.key
             held = await ledger.hold_for_call(
                 session,
                 call_id=event_id or ledger.generated_call_id(),
@@ -165,28 +195,37 @@ class SpendLedger:
                     alert_text = _admin_alert(user_id, spent, budget)
         if alert_text is not None:
             await self._send_alert(alert_text)
-        return Reservation(
+        return PricedReservation(
             id=reservation_id,
             user_id=user_id,
             amount_micro_usd=estimate,
             notices=tuple(notices),
+            model=model,
+            price=price,
+            budget=budget,
         )
 
     async def settle(self, reservation: Reservation, *, model: str, usage: Usage) -> None:
-        """Bill the call at its actual cost; a second settle of one reservation does nothing."""
+        """Bill the call at its actual cost; a second settle of one reservation does nothing.
+
+        The price and budget come from the reserve (`PricedReservation`) when the response
+        names the model that was priced and no service tier with a price of its own:
+        the call is billed at the price in force when it was reserved, and the settle is
+        one transaction of three statements. Otherwise they are read in that transaction.
+        """
         if reservation.id is None:
             return
         now = self._now()
-        async with self.db.sessions() as session:
-            price = await self.prices.price_for(
-                session, model, at=now, service_tier=usage.service_tier
-            )
-            budget = await self._budget(session, reservation.user_id)
-        cost = price.cost_micro_usd(
-            prompt_tokens=usage.prompt_tokens,
-            cached_tokens=usage.cached_tokens,
-            completion_tokens=usage.completion_tokens,
-        )
+        carried = reservation if isinstance(reservation, PricedReservation) else None
+        price: ModelPrice | None = None
+        if (
+            carried is not None
+            and carried.price is not None
+            and carried.model == model
+            and carried.price.applies_at_tier(usage.service_tier)
+        ):
+            price = carried.price
+        budget = carried.budget if carried is not None else None
         alert_text: str | None = None
         async with self.db.write() as session:
             row = await ledger.transition(
@@ -202,6 +241,17 @@ class SpendLedger:
             if row is None:
                 log.info("Reservation %s is already settled; not billing it again.", reservation.id)
                 return
+            if price is None:
+                price = await self.prices.price_for(
+                    session, model, at=now, service_tier=usage.service_tier
+                )
+            if budget is None:
+                budget = await self._budget(session, row.user_id)
+            cost = price.cost_micro_usd(
+                prompt_tokens=usage.prompt_tokens,
+                cached_tokens=usage.cached_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
             charged = await ledger.insert_charge(
                 session,
                 **_ledger_values(row, model=model, usage=usage, cost=cost, now=now),
@@ -210,9 +260,6 @@ class SpendLedger:
             if not charged:  # pragma: no cover - the reservation states make this unreachable
                 log.error("Call %s was already charged; releasing its hold only.", row.call_id)
                 cost = 0
-            await ledger.ensure_counter(
-                session, user_id=row.user_id, period_key=row.period_key, now=now
-            )
             spent = await ledger.add_to_counter(
                 session,
                 user_id=row.user_id,
@@ -270,11 +317,11 @@ class SpendLedger:
         `event_id` is billed once: a repeat returns 0.
         """
         now = self._now()
-        async with self.db.sessions() as session:
+        async with self.db.write() as session:
+            # Reads before the first write: one session (see `reserve`).
             price = await self.prices.price_for(session, model, at=now)
             budget = await self._budget(session, user_id) if user_id else None
-        cost = price.cost_micro_usd(prompt_tokens=tokens)
-        async with self.db.write() as session:
+            cost = price.cost_micro_usd(prompt_tokens=tokens)
             charged = await ledger.insert_charge(
                 session,
                 call_id=event_id or ledger.generated_call_id(),
@@ -293,7 +340,6 @@ class SpendLedger:
                 return 0
             if user_id and budget is not None:
                 key = self._window(now, budget).key
-                await ledger.ensure_counter(session, user_id=user_id, period_key=key, now=now)
                 await ledger.add_to_counter(
                     session, user_id=user_id, period_key=key, spent=cost, now=now
                 )

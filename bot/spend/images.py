@@ -1,7 +1,7 @@
 """Billing generated images: per image, through the same ledger and budgets as chat.
 
 `ImageBilling.reserve` holds the price of the images before the images endpoint is
-called (one conditional UPDATE of the user's counter, as `SpendLedger.reserve` does; over
+called (one conditional upsert of the user's counter, as `SpendLedger.reserve` does; over
 budget raises `OverBudget` and nothing is generated); `settle` bills the images the
 endpoint returned, at the price in force (`bot.spend.prices.image_price_for`), in a
 ledger row of kind `image` whose `price_version` names that price; `release` gives the
@@ -60,14 +60,14 @@ class ImageBilling:
     ) -> ImageHold:
         """Hold the price of `images` images, or raise `OverBudget` / `DuplicateCall`."""
         now = self._now()
-        async with self.db.sessions() as session:
+        async with self.db.write() as session:
+            # Reads before the first write: one session (see `SpendLedger.reserve`).
             price = await prices.image_price_for(session, model)
             budget = await budgets.get_budget(
                 session, user_id=user_id, settings=self.settings.budget
             )
-        window = period_window(now, budget.period, self.settings.budget.timezone)
-        amount = price.cost_micro_usd(images)
-        async with self.db.write() as session:
+            window = period_window(now, budget.period, self.settings.budget.timezone)
+            amount = price.cost_micro_usd(images)
             held = await ledger.hold_for_call(
                 session,
                 call_id=call_id,

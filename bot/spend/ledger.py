@@ -5,10 +5,12 @@ reserve (claim + hold) or a settle (transition + counter + ledger row) commits o
 back as one. `bot.spend.guard.SpendLedger` decides *what* to do; this module only knows *how*.
 
 Every check-and-change is a single conditional statement (`UPDATE ... WHERE <guard>
-RETURNING`), never a read followed by a write: on Postgres the UPDATE row-locks and
-re-checks the guard against the latest committed row, and on SQLite writers serialize,
-so concurrent callers cannot both pass on stale numbers. The first statement of each
-write transaction is a write, so SQLite takes its write lock before reading anything.
+RETURNING`, or for the counters `INSERT ... ON CONFLICT DO UPDATE ... WHERE <guard>
+RETURNING`, which also creates the period's row), never a read followed by a write: on
+Postgres the statement row-locks and re-checks the guard against the latest committed
+row, and on SQLite writers serialize, so concurrent callers cannot both pass on stale
+numbers. (On SQLite a plain read before a transaction's first write runs on its own,
+outside the write transaction, so it takes no lock a writer could wait on.)
 """
 
 from __future__ import annotations
@@ -146,22 +148,42 @@ async def transition(
     return None if row is None else ReservedCall(**row._asdict())
 
 
-async def ensure_counter(
-    session: AsyncSession, *, user_id: str, period_key: str, now: datetime
-) -> None:
-    """Create the user's counter row for the period if it does not exist yet."""
-    await session.execute(
-        _insert(session, BudgetUsageRow)
+def _counter_upsert(
+    session: AsyncSession, *, user_id: str, period_key: str, spent: int, held: int, now: datetime
+) -> Any:
+    """`INSERT` the user's counter row for the period with these amounts, or add them to
+    the row that is there: one statement whichever it is (both SQLite >= 3.35 and Postgres
+    have `ON CONFLICT DO UPDATE ... RETURNING`). The caller adds a `WHERE` and `RETURNING`.
+
+    A new row never starts with a negative hold: there is nothing held to give back.
+    """
+    counter = BudgetUsageRow
+    return (
+        _insert(session, counter)
         .values(
             user_id=user_id,
             period_key=period_key,
-            spent_micro_usd=0,
-            held_micro_usd=0,
+            spent_micro_usd=spent,
+            held_micro_usd=max(0, held),
             user_warned=False,
             admins_alerted=False,
             updated_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["user_id", "period_key"])
+        .returning(counter.spent_micro_usd)
+    )
+
+
+def _on_conflict_add(
+    statement: Any, *, spent: int, held: int, now: datetime, where: Any = None
+) -> Any:
+    counter = BudgetUsageRow
+    values: dict[str, Any] = {"updated_at": now}
+    if spent:
+        values["spent_micro_usd"] = counter.spent_micro_usd + spent
+    if held:
+        values["held_micro_usd"] = counter.held_micro_usd + held
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "period_key"], set_=values, where=where
     )
 
 
@@ -176,21 +198,35 @@ async def hold(
 ) -> int | None:
     """Add `amount` to `held` if spent + held + amount fits `limit` (None: no limit).
 
-    Returns the settled spend, or None when the budget cannot cover it.
+    Returns the settled spend, or None when the budget cannot cover it. One statement,
+    which creates the period's counter row if this is the user's first call in it:
+
+        INSERT INTO budget_usage (..., held) VALUES (..., :amount)
+        ON CONFLICT (user_id, period_key) DO UPDATE SET held = held + :amount
+        WHERE spent + held + :amount <= :limit
+        RETURNING spent
+
+    The conflict branch row-locks the counter on Postgres and checks the condition
+    against the latest committed row (a concurrent first insert is waited for, then
+    updated), so two reserves of one user can never both pass on stale numbers; SQLite
+    writers serialize. The insert branch has no `WHERE`, so an amount that alone exceeds
+    the limit is refused here before any statement (a new row holds only `amount`).
     """
+    if limit is not None and amount > limit:
+        return None
     counter = BudgetUsageRow
-    conditions = [counter.user_id == user_id, counter.period_key == period_key]
-    if limit is not None:
-        conditions.append(counter.spent_micro_usd + counter.held_micro_usd + amount <= limit)
-    row = (
-        await session.execute(
-            update(counter)
-            .where(*conditions)
-            .values(held_micro_usd=counter.held_micro_usd + amount, updated_at=now)
-            .returning(counter.spent_micro_usd)
-            .execution_options(**_NO_SYNC)
-        )
-    ).first()
+    statement = _on_conflict_add(
+        _counter_upsert(
+            session, user_id=user_id, period_key=period_key, spent=0, held=amount, now=now
+        ),
+        spent=0,
+        held=amount,
+        now=now,
+        where=None
+        if limit is None
+        else counter.spent_micro_usd + counter.held_micro_usd + amount <= limit,
+    )
+    row = (await session.execute(statement)).first()
     return None if row is None else int(row[0])
 
 
@@ -203,23 +239,20 @@ async def add_to_counter(
     held: int = 0,
     now: datetime,
 ) -> int:
-    """Add the deltas to the user's counter (which must exist); the new settled spend."""
-    counter = BudgetUsageRow
-    return int(
-        (
-            await session.execute(
-                update(counter)
-                .where(counter.user_id == user_id, counter.period_key == period_key)
-                .values(
-                    spent_micro_usd=counter.spent_micro_usd + spent,
-                    held_micro_usd=counter.held_micro_usd + held,
-                    updated_at=now,
-                )
-                .returning(counter.spent_micro_usd)
-                .execution_options(**_NO_SYNC)
-            )
-        ).scalar_one()
+    """Add the deltas to the user's counter (creating it if missing); the new settled spend.
+
+    One statement (an upsert, see `hold`); a settle, an embedding's charge or a release
+    never fails for want of the row.
+    """
+    statement = _on_conflict_add(
+        _counter_upsert(
+            session, user_id=user_id, period_key=period_key, spent=spent, held=held, now=now
+        ),
+        spent=spent,
+        held=held,
+        now=now,
     )
+    return int((await session.execute(statement)).scalar_one())
 
 
 @dataclass(frozen=True)
@@ -254,7 +287,6 @@ async def hold_for_call(
         session, call_id=call_id, kind=kind, values=values, now=now
     )
     user_id, period_key = str(values["user_id"]), str(values["period_key"])
-    await ensure_counter(session, user_id=user_id, period_key=period_key, now=now)
     spent = await hold(
         session,
         user_id=user_id,

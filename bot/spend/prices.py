@@ -124,6 +124,18 @@ class ModelPrice:
         )
         return -(-total // PER_TOKENS)
 
+    def applies_at_tier(self, service_tier: str | None) -> bool:
+        """Whether this price is also the one for a call served at `service_tier`.
+
+        Only list prices have tier variants (`flex`, `priority`); an override, the local
+        table and the default bill every tier alike. So a settle can reuse the price its
+        reserve looked up unless the response names a tier with a price of its own.
+        """
+        if self.source != LIST:
+            return True
+        tier = (service_tier or "").strip().lower()
+        return (self.service_tier or "") == ("" if tier in _STANDARD_TIERS else tier)
+
     @property
     def origin(self) -> str:
         """Where this price comes from, in words (for `candor prices show`)."""
