@@ -13,8 +13,10 @@ handler registered, and the `SlackSurface` the handlers share. Then either:
 
 In Socket Mode, `start_health(port)` serves the same three GET routes on
 `CANDOR_HEALTH_PORT`, so a container health check and a Prometheus scrape work in both
-modes. Every Slack request is counted by type and, in HTTP mode, its ack time measured;
-the log lines of handling it carry its event, channel and user ids.
+modes. Both transports run on the front desk (`handlers.front_desk`): a thread with its own
+event loop that acks events at once, so answers in flight never delay an ack, and hands
+every request to Bolt on the main loop. Every Slack request is counted by type and its
+ack time measured; the log lines of handling it carry its event, channel and user ids.
 
 `shutdown(grace)` stops taking new events (the listening socket closes, the WebSocket
 disconnects, and a request that still slips in gets 503 so Slack retries elsewhere), lets
@@ -24,21 +26,28 @@ Tests build the runtime the same way and start HTTP on port 0.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
@@ -49,6 +58,7 @@ from bot.observability.metrics import CONTENT_TYPE, METRICS, Metrics
 from bot.settings import Settings
 from handlers import register_all
 from handlers.directory import SlackDirectory
+from handlers.front_desk import FrontDesk, signed_event
 from handlers.slack_io import SlackSurface
 
 log = logging.getLogger(__name__)
@@ -256,7 +266,10 @@ class SlackRuntime:
     _site: web.TCPSite | None = None
     _health_runner: web.AppRunner | None = None
     health_port: int | None = None
-    _socket: AsyncSocketModeHandler | None = None
+    _socket: SocketModeClient | None = None
+    #: The thread Slack's requests arrive on and events are acked on (see `front_desk`).
+    _desk: FrontDesk | None = None
+    _verifier: SignatureVerifier | None = None
     _stopped: bool = field(default=False)
     #: The Web API client's HTTP session, when `build` made it (closed on shutdown).
     _session: aiohttp.ClientSession | None = None
@@ -286,22 +299,23 @@ class SlackRuntime:
     # --- HTTP ------------------------------------------------------------------------
 
     def web_app(self) -> web.Application:
+        """Slack's HTTP routes, served on the front desk (probes that read state go on to
+        the main loop)."""
         web_app = web.Application()
         web_app.router.add_post(EVENTS_PATH, self._events)
-        self._add_probes(web_app)
-        return web_app
-
-    def _add_probes(self, web_app: web.Application) -> None:
         web_app.router.add_get(HEALTH_PATH, self._health)
-        web_app.router.add_get(READY_PATH, self._ready)
-        web_app.router.add_get(METRICS_PATH, self._metrics)
+        web_app.router.add_get(READY_PATH, self._on_main(self._ready))
+        web_app.router.add_get(METRICS_PATH, self._on_main(self._metrics))
+        return web_app
 
     async def start_health(
         self, port: int, host: str = "0.0.0.0", *, reuse_port: bool = False
     ) -> int:
         """Socket Mode: serve /healthz, /readyz and /metrics on `port`; returns the port."""
         web_app = web.Application()
-        self._add_probes(web_app)
+        web_app.router.add_get(HEALTH_PATH, self._health)
+        web_app.router.add_get(READY_PATH, self._ready)
+        web_app.router.add_get(METRICS_PATH, self._metrics)
         self._health_runner = web.AppRunner(web_app, access_log=None)
         await self._health_runner.setup()
         site = web.TCPSite(self._health_runner, host, port, reuse_port=reuse_port or None)
@@ -317,23 +331,73 @@ class SlackRuntime:
 
         `reuse_port`: several worker processes listen on the same port (SO_REUSEPORT).
         """
+        secret = self.deps.settings.slack.signing_secret
+        self._verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
+        self.port = await self._front_desk().run(self._listen(port, host, reuse_port))
+        log.info("Candor is listening for Slack on http://%s:%d%s", host, self.port, EVENTS_PATH)
+        return self.port
+
+    async def _listen(self, port: int, host: str, reuse_port: bool) -> int:
+        """On the desk: start the HTTP listener."""
         self._runner = web.AppRunner(self.web_app(), access_log=None)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None)
         await self._site.start()
-        self.port = int(self._runner.addresses[0][1])
-        log.info("Candor is listening for Slack on http://%s:%d%s", host, self.port, EVENTS_PATH)
-        return self.port
+        return int(self._runner.addresses[0][1])
 
     async def _events(self, request: web.Request) -> web.Response:
+        """On the desk: ack a signed event at once, forward everything else and wait."""
         if not self.surface.accepting:
             return web.Response(status=503, text="Candor is restarting")
         started = time.perf_counter()
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        body = await request.read()
+        headers: dict[str, str | Sequence[str]] = {
+            key: list(request.headers.getall(key)) for key in request.headers.keys()
+        }
+        query = request.query_string
+        desk = self._front_desk()
+        if signed_event(self._verifier, body, request.headers):
+            desk.hand_over(lambda: self._dispatch_acked(self._dispatch(body, query, headers)))
+            self._acked(started)
+            return web.Response(status=200)
+        bolt_response = await desk.on_main(self._dispatch(body, query, headers))
+        self._acked(started)
+        return await to_aiohttp_response(bolt_response)
+
+    async def _dispatch(
+        self, body: bytes, query: str, headers: dict[str, str | Sequence[str]]
+    ) -> BoltResponse:
+        """On the main loop: Bolt handles one HTTP request (verifying its signature)."""
+        request = AsyncBoltRequest(
+            body=body.decode("utf-8", "replace"), query=query, headers=headers
+        )
+        return await self.app.async_dispatch(request)
+
+    def _dispatch_acked(self, work: Coroutine[Any, Any, Any]) -> None:
+        """On the main loop: run the dispatch of an event the desk acked, tracked for
+        shutdown like the answers it starts."""
+        if self.surface.spawn(_quietly(work)) is None:
+            log.warning("An acked event arrived while stopping; Slack will not send it again.")
+
+    def _acked(self, started: float) -> None:
         metrics: Metrics | None = self.deps.extras.get(METRICS)
         if metrics is not None:
             metrics.acked(time.perf_counter() - started)
-        return await to_aiohttp_response(bolt_response)
+
+    def _on_main(
+        self, handler: Callable[[web.Request], Coroutine[Any, Any, web.Response]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A desk route whose work reads the main loop's state (database, metrics)."""
+
+        async def forwarded(request: web.Request) -> web.Response:
+            return await self._front_desk().on_main(handler(request))
+
+        return forwarded
+
+    def _front_desk(self) -> FrontDesk:
+        if self._desk is None:
+            self._desk = FrontDesk(asyncio.get_running_loop())
+        return self._desk
 
     async def _ready(self, _request: web.Request) -> web.Response:
         if not self.surface.accepting:
@@ -357,9 +421,38 @@ class SlackRuntime:
 
     async def start_socket(self, app_token: str) -> None:
         """Connect to Slack over Socket Mode (returns once connected)."""
-        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client)
-        await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        await self._front_desk().run(self._connect(app_token))
         log.info("Candor is connected to Slack over Socket Mode")
+
+    async def _connect(self, app_token: str) -> None:
+        """On the desk: open the WebSocket (its own Web API client asks for the URL)."""
+        self._socket = SocketModeClient(
+            app_token=app_token, web_client=build_client(self.deps.settings), logger=log
+        )
+        self._socket.socket_mode_request_listeners.append(self._envelope)  # type: ignore[arg-type]
+        await self._socket.connect()  # type: ignore[no-untyped-call]
+
+    async def _envelope(self, client: SocketModeClient, request: SocketModeRequest) -> None:
+        """On the desk: ack an event at once; forward anything else and ack with its answer.
+
+        While stopping, an event is not acked: Slack delivers it again to a running
+        process.
+        """
+        started = time.perf_counter()
+        if request.type == "events_api":
+            if not self.surface.accepting:
+                return
+            await client.send_socket_mode_response(
+                SocketModeResponse(envelope_id=request.envelope_id)
+            )
+            self._acked(started)
+            self._front_desk().hand_over(
+                lambda: self._dispatch_acked(run_async_bolt_app(self.app, request))
+            )
+            return
+        response = await self._front_desk().on_main(run_async_bolt_app(self.app, request))
+        await send_async_response(client, request, response, started)
+        self._acked(started)
 
     # --- shutdown --------------------------------------------------------------------
 
@@ -369,17 +462,28 @@ class SlackRuntime:
             return
         self._stopped = True
         self.surface.accepting = False
-        if self._site is not None:
-            await self._site.stop()
-        if self._socket is not None:
-            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        desk = self._desk
+        if desk is not None and self._site is not None:
+            await desk.run(self._site.stop())
+        if desk is not None and self._socket is not None:
+            await desk.run(self._socket.close())  # type: ignore[no-untyped-call]
         cut = await self.surface.drain(grace_seconds)
         if cut:
             log.warning("Cut off %d answers still running after %.0f s", cut, grace_seconds)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if desk is not None and self._runner is not None:
+            await desk.run(self._runner.cleanup())
         if self._health_runner is not None:
             await self._health_runner.cleanup()
         await self.surface.close()
         if self._session is not None:
             await self._session.close()
+        if desk is not None:
+            await desk.close()
+
+
+async def _quietly(work: Coroutine[Any, Any, Any]) -> None:
+    """Await `work`, logging its failure (an acked event's dispatch has nobody to tell)."""
+    try:
+        await work
+    except Exception:
+        log.exception("Handling an acked Slack event failed")

@@ -15,6 +15,8 @@ METRICS = "metrics"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
+#: Acks are promised within 100 ms: finer buckets below that.
+_ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 3)
 
 
 class Metrics:
@@ -33,8 +35,8 @@ class Metrics:
         )
         self.ack_seconds = Histogram(
             "candor_ack_seconds",
-            "Time to acknowledge a Slack request (HTTP mode).",
-            buckets=_LATENCY_BUCKETS,
+            "Time to acknowledge a Slack request, from its arrival to the ack sent.",
+            buckets=_ACK_BUCKETS,
             registry=r,
         )
         self.first_token_seconds = Histogram(
