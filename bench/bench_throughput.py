@@ -217,6 +217,11 @@ async def one_run(
             await upgrade.wait()
         args = ["serve"]
         port = _free_port()
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        if transport == "socket":
+            health = _free_port()
+            env["CANDOR_HEALTH_PORT"] = str(health)
+            metrics_url = f"http://127.0.0.1:{health}/metrics"
         if transport == "http":
             args += ["--http", "--port", str(port)]
         args += ["--workers", str(workers)]
@@ -284,6 +289,8 @@ async def one_run(
             result["rss_first_mib"] = max(r for t, r in timeline if t <= span)
             result["rss_last_mib"] = max(r for t, r in timeline if t >= end - span)
         result["load"] = (load_before + os.getloadavg()[0]) / 2
+        if workers == 1:
+            result["server_acks"] = await _server_acks(http, metrics_url)
         await candor.stop()
         if qdrant is not None:
             await qdrant.cleanup()
@@ -343,9 +350,33 @@ def _pct(values: list[float], q: float) -> float:
 
 
 HEADER = (
-    "| transport | db | in flight | workers | answers/s | ack p50 / p99 ms | first text p50 ms "
-    "| overhead p50 / p99 ms | CPU ms/answer | peak RSS MiB | dup | errors | load |"
+    "| transport | db | in flight | workers | answers/s | ack p50 / p99 ms (fake Slack) "
+    "| acks within 100 ms (Candor) | first text p50 ms | overhead p50 / p99 ms | CPU ms/answer | peak RSS MiB | dup | errors | load |"
 )
+
+
+def _share(acks: dict[str, float]) -> str:
+    share = acks.get("share_within_100ms")
+    return "-" if share is None else f"{share * 100:.1f} %"
+
+
+async def _server_acks(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """Candor's own ack histogram (arrival to ack sent): acks in all, and the share
+    within 100 ms. The fake Slack's ack times add its own loop's delays on top."""
+    try:
+        async with http.get(url) as r:
+            text = await r.text()
+    except aiohttp.ClientError:
+        return {}
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('candor_ack_seconds_bucket{le="0.1"}'):
+            values["within_100ms"] = float(line.split()[-1])
+        elif line.startswith("candor_ack_seconds_count"):
+            values["count"] = float(line.split()[-1])
+    if values.get("count"):
+        values["share_within_100ms"] = values.get("within_100ms", 0.0) / values["count"]
+    return values
 
 
 def row(r: dict[str, Any]) -> str:
@@ -359,6 +390,7 @@ def row(r: dict[str, Any]) -> str:
         f"| {r['transport']} | {r['db']} | {r['n']} | {r['workers']} "
         f"| {r['answered'] / r['wall_s']:.1f} "
         f"| {_pct(r['acks_ms'], 0.5):.0f} / {_pct(r['acks_ms'], 0.99):.0f} "
+        f"| {_share(r.get('server_acks', {}))} "
         f"| {_pct(r['first_ms'], 0.5):.0f} "
         f"| {_pct(overhead, 0.5):.0f} / {_pct(overhead, 0.99):.0f} "
         f"| {r['cpu_ms']:.1f} | {r['rss_mib']:.0f} | {r['duplicates']} | {errors} "
@@ -375,7 +407,7 @@ async def main(args: argparse.Namespace) -> None:
         f"{PIECES * TRICKLE_S:.2f} s ({LLM_S:.2f} s per answer); {os.cpu_count()} cores"
     )
     print(HEADER)
-    print("|" + "---|" * 13)
+    print("|" + "---|" * (HEADER.count(" | ") + 1))
     async with FakeLLMProcess(FIRST_TOKEN_S, trickle=TRICKLE_S, text=ANSWER) as llm:
         slack = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -407,7 +439,7 @@ async def main(args: argparse.Namespace) -> None:
                             )
                             print(row(result), flush=True)
                             if args.verbose:
-                                keys = ("slack_errors", "log_errors", "calls")
+                                keys = ("slack_errors", "log_errors", "calls", "server_acks")
                                 keys += ("rss_first_mib", "rss_last_mib")
                                 extra = {k: result.get(k) for k in keys}
                                 print("   ", json.dumps(extra))
