@@ -6,12 +6,12 @@ repository calls can share one commit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -23,6 +23,11 @@ from bot.db.models import (
     ProcessedEventRow,
     ToolPermissionRow,
 )
+from bot.db.statements import dialect_of, table, upsert_insert
+
+_EVENTS = table(ProcessedEventRow)
+_TURNS = table(ConversationTurnRow)
+_ANSWERS = table(AnswerRow)
 
 
 async def get_channel_row(
@@ -42,7 +47,7 @@ async def get_settings_rows(
 ) -> tuple[ChannelSettingsRow | None, ChannelSettingsRow | None]:
     """The workspace-default row and the channel's row (each None if absent), in one query."""
     result = await session.execute(
-        select(ChannelSettingsRow).where(_settings_rows(workspace_id, channel_id))
+        _settings_statement(with_tools=False), {"b_ws": workspace_id, "b_ch": channel_id}
     )
     default = channel = None
     for row in result.scalars():
@@ -67,18 +72,8 @@ async def get_settings_rows_and_tool_hint(
     allow rule of the channel or the workspace), so an answer can skip reading the tool
     rules. True when such a rule exists, or when there is no settings row to carry it.
     """
-    rule = ToolPermissionRow
-    any_allowed = (
-        exists()
-        .where(
-            rule.allowed.is_(True),
-            rule.workspace_id.in_((workspace_id, _EVERY_PLACE)),
-            rule.channel_id.in_((channel_id, _EVERY_PLACE)),
-        )
-        .label("tools_allowed")
-    )
     result = await session.execute(
-        select(ChannelSettingsRow, any_allowed).where(_settings_rows(workspace_id, channel_id))
+        _settings_statement(with_tools=True), {"b_ws": workspace_id, "b_ch": channel_id}
     )
     default = channel = None
     tools_allowed = True
@@ -91,17 +86,30 @@ async def get_settings_rows_and_tool_hint(
     return default, channel, tools_allowed
 
 
-def _settings_rows(workspace_id: str, channel_id: str) -> ColumnElement[bool]:
-    return or_(
+@functools.cache
+def _settings_statement(*, with_tools: bool) -> Any:
+    """The default row and the channel's (`b_ws`, `b_ch`), with the tools' `EXISTS`."""
+    settings = ChannelSettingsRow
+    rows = or_(
+        and_(settings.workspace_id == DEFAULT_KEY, settings.channel_id == DEFAULT_KEY),
         and_(
-            ChannelSettingsRow.workspace_id == DEFAULT_KEY,
-            ChannelSettingsRow.channel_id == DEFAULT_KEY,
-        ),
-        and_(
-            ChannelSettingsRow.workspace_id == workspace_id,
-            ChannelSettingsRow.channel_id == channel_id,
+            settings.workspace_id == bindparam("b_ws"),
+            settings.channel_id == bindparam("b_ch"),
         ),
     )
+    if not with_tools:
+        return select(settings).where(rows)
+    rule = ToolPermissionRow
+    any_allowed = (
+        exists()
+        .where(
+            rule.allowed.is_(True),
+            rule.workspace_id.in_((bindparam("b_ws"), _EVERY_PLACE)),
+            rule.channel_id.in_((bindparam("b_ch"), _EVERY_PLACE)),
+        )
+        .label("tools_allowed")
+    )
+    return select(settings, any_allowed).where(rows)
 
 
 async def get_default_row(
@@ -147,13 +155,6 @@ async def list_channel_rows(session: AsyncSession) -> Sequence[ChannelSettingsRo
 CLAIMED = "claimed"
 
 
-def _insert(session: AsyncSession, model: Any) -> Any:
-    """A dialect INSERT with ON CONFLICT (both Postgres and SQLite have it)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
-
-
 async def claim_event(
     session: AsyncSession,
     *,
@@ -173,31 +174,39 @@ async def claim_event(
     thread (`stale_claims`, `fail_claim`).
     """
     won = await session.execute(
-        _insert(session, ProcessedEventRow)
-        .values(
-            event_id=event_id,
-            kind=kind,
-            status=CLAIMED,
-            received_at=now,
-            updated_at=now,
-            workspace_id=workspace_id,
-            channel_id=channel_id,
-            thread_ts=thread_ts,
-            user_id=user_id,
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(ProcessedEventRow.event_id)
+        _claim_statement(dialect_of(session)),
+        {
+            "event_id": event_id,
+            "kind": kind,
+            "status": CLAIMED,
+            "received_at": now,
+            "updated_at": now,
+            "workspace_id": workspace_id,
+            "channel_id": channel_id,
+            "thread_ts": thread_ts,
+            "user_id": user_id,
+        },
     )
     return won.first() is not None
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    return (
+        upsert_insert(dialect, _EVENTS)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(_EVENTS.c.event_id)
+    )
 
 
 async def mark_event(session: AsyncSession, *, event_id: str, status: str, now: datetime) -> None:
     """Record how the answer to `event_id` ended (whatever its status was)."""
     await session.execute(
-        update(ProcessedEventRow)
-        .where(ProcessedEventRow.event_id == event_id)
-        .values(status=status, updated_at=now)
+        _MARK_EVENT, {"b_event_id": event_id, "status": status, "updated_at": now}
     )
+
+
+_MARK_EVENT = update(_EVENTS).where(_EVENTS.c.event_id == bindparam("b_event_id"))
 
 
 async def stale_claims(
@@ -238,20 +247,27 @@ async def load_thread(
     session: AsyncSession, *, thread_key: str, limit: int = 200
 ) -> list[ConversationTurnRow]:
     """The newest `limit` turns of a thread, oldest first."""
-    result = await session.execute(
-        select(ConversationTurnRow)
-        .where(ConversationTurnRow.thread_key == thread_key)
-        .order_by(ConversationTurnRow.id.desc())
-        .limit(limit)
-    )
+    result = await session.execute(_thread_statement(limit), {"b_thread": thread_key})
     return list(reversed(result.scalars().all()))
 
 
-async def thread_exists(session: AsyncSession, *, thread_key: str) -> bool:
-    result = await session.execute(
-        select(ConversationTurnRow.id).where(ConversationTurnRow.thread_key == thread_key).limit(1)
+@functools.cache
+def _thread_statement(limit: int) -> Any:
+    turn = ConversationTurnRow
+    return (
+        select(turn)
+        .where(turn.thread_key == bindparam("b_thread"))
+        .order_by(turn.id.desc())
+        .limit(limit)
     )
+
+
+async def thread_exists(session: AsyncSession, *, thread_key: str) -> bool:
+    result = await session.execute(_THREAD_EXISTS, {"b_thread": thread_key})
     return result.first() is not None
+
+
+_THREAD_EXISTS = select(_TURNS.c.id).where(_TURNS.c.thread_key == bindparam("b_thread")).limit(1)
 
 
 async def add_turn(
@@ -318,15 +334,14 @@ async def store_exchange(
     answer: dict[str, Any],
 ) -> int:
     """Store a question and its answer: the thread's `turns` (none for a turn that is not
-    remembered) and the answer row; returns the answer's id. Core INSERTs, no ORM unit
-    of work: this runs for every answer. The turns go in one multi-row `INSERT ...
-    VALUES (...), (...)` (an ORM bulk insert would split rows whose NULL columns differ
-    into one statement each)."""
+    remembered) and the answer row; returns the answer's id. Prebuilt Core INSERTs, no
+    ORM unit of work: this runs for every answer. The turns are one statement (one
+    `executemany` with the same columns for each row)."""
     if turns:
-        await session.execute(
-            insert(ConversationTurnRow).values([{"created_at": now, **turn} for turn in turns])
-        )
-    new_id = await session.execute(
-        insert(AnswerRow).values(created_at=now, **answer).returning(AnswerRow.id)
-    )
+        await session.execute(_INSERT_TURNS, [{"created_at": now, **turn} for turn in turns])
+    new_id = await session.execute(_INSERT_ANSWER, {"created_at": now, **answer})
     return int(new_id.scalar_one())
+
+
+_INSERT_TURNS = insert(_TURNS)
+_INSERT_ANSWER = insert(_ANSWERS).returning(_ANSWERS.c.id)

@@ -9,7 +9,7 @@ and every database agrees on them. Migration `0002_spend` creates these tables.
 - `spend_reservations` is the state machine of one chat call: held -> settled | released.
   A released reservation may be re-armed by a retry of the same event.
 - `budget_usage` is one counter row per user and budget period: `spent` (settled) and
-  `held` (reserved, not yet settled). Reserving is one conditional UPDATE of this row,
+  `held` (reserved, not yet settled). Reserving is one conditional upsert of this row,
   which row-locks it on Postgres, so concurrent requests of one user serialize there.
 - `spend_budgets` holds the default budget (user `*`) and per-user overrides.
 - `model_prices` holds admin price overrides over the price table shipped in the package;

@@ -22,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import DEFAULT_BUDGET_KEY, SpendBudgetRow
+from bot.db.statements import table
 from bot.settings import BudgetSettings
 from bot.spend.prices import MICRO, usd_to_micro
 
@@ -110,16 +111,7 @@ class Budget:
 
 async def get_budget(session: AsyncSession, *, user_id: str, settings: BudgetSettings) -> Budget:
     """The budget that applies to `user_id` now."""
-    rows = {
-        row.user_id: row
-        for row in (
-            await session.execute(
-                select(SpendBudgetRow).where(
-                    SpendBudgetRow.user_id.in_([user_id, DEFAULT_BUDGET_KEY])
-                )
-            )
-        ).scalars()
-    }
+    rows = {row.user_id: row for row in await session.execute(_BUDGET_ROWS, {"b_user": user_id})}
     default = rows.get(DEFAULT_BUDGET_KEY)
     period = parse_period(default.period) if default and default.period else settings.period
     own = rows.get(user_id) if user_id != DEFAULT_BUDGET_KEY else None
@@ -128,6 +120,13 @@ async def get_budget(session: AsyncSession, *, user_id: str, settings: BudgetSet
     if default is not None:
         return Budget(user_id, default.limit_micro_usd, period, "default")
     return Budget(user_id, usd_to_micro(settings.default_usd), period, "settings")
+
+
+_BUDGETS = table(SpendBudgetRow)
+#: The user's row and the default one (prebuilt: this runs for every reserve).
+_BUDGET_ROWS = select(_BUDGETS.c.user_id, _BUDGETS.c.limit_micro_usd, _BUDGETS.c.period).where(
+    _BUDGETS.c.user_id.in_((bindparam("b_user"), DEFAULT_BUDGET_KEY))
+)
 
 
 async def set_default_budget(

@@ -15,16 +15,17 @@ outside the write transaction, so it takes no lock a writer could wait on.)
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import BudgetUsageRow, SpendLedgerRow, SpendReservationRow
+from bot.db.statements import dialect_of, table, upsert_insert
 from bot.errors import CandorError
 
 CHAT = "chat"
@@ -65,11 +66,11 @@ def generated_call_id() -> str:
     return f"gen:{uuid.uuid4().hex}"
 
 
-def _insert(session: AsyncSession, model: Any) -> Any:
-    """A dialect INSERT with ON CONFLICT (both Postgres and SQLite have it)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
+_RESERVATIONS = table(SpendReservationRow)
+_COUNTERS = table(BudgetUsageRow)
+_LEDGER = table(SpendLedgerRow)
+# The hot statements below are built once per dialect (`bot.db.statements`); the rare
+# paths (re-arming, a refusal's read, flags) build theirs when they run.
 
 
 _NO_SYNC = {"synchronize_session": False}
@@ -82,24 +83,25 @@ async def claim_reservation(
 
     Raises `DuplicateCall` if it is held (being answered) or settled (already billed).
     """
-    table = SpendReservationRow
+    reservation = SpendReservationRow
     fields = {**values, "status": HELD, "reason": None, "created_at": now, "updated_at": now}
     created = (
         await session.execute(
-            _insert(session, table)
-            .values(call_id=call_id, kind=kind, **fields)
-            .on_conflict_do_nothing(index_elements=["call_id", "kind"])
-            .returning(table.id)
+            _claim_statement(dialect_of(session)), {"call_id": call_id, "kind": kind, **fields}
         )
     ).first()
     if created is not None:
         return int(created[0])
     rearmed = (
         await session.execute(
-            update(table)
-            .where(table.call_id == call_id, table.kind == kind, table.status == RELEASED)
+            update(reservation)
+            .where(
+                reservation.call_id == call_id,
+                reservation.kind == kind,
+                reservation.status == RELEASED,
+            )
             .values(fields)
-            .returning(table.id)
+            .returning(reservation.id)
             .execution_options(**_NO_SYNC)
         )
     ).first()
@@ -107,10 +109,21 @@ async def claim_reservation(
         return int(rearmed[0])
     status = (
         await session.execute(
-            select(table.status).where(table.call_id == call_id, table.kind == kind)
+            select(reservation.status).where(
+                reservation.call_id == call_id, reservation.kind == kind
+            )
         )
     ).scalar_one()
     raise DuplicateCall(call_id, status)
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    return (
+        upsert_insert(dialect, _RESERVATIONS)
+        .on_conflict_do_nothing(index_elements=["call_id", "kind"])
+        .returning(_RESERVATIONS.c.id)
+    )
 
 
 async def transition(
@@ -123,68 +136,76 @@ async def transition(
     reason: str | None = None,
 ) -> ReservedCall | None:
     """Move a reservation from `old` to `new`; its call, or None if it was not `old`."""
-    table = SpendReservationRow
-    values: dict[str, Any] = {"status": new, "updated_at": now}
+    values: dict[str, Any] = {
+        "b_id": reservation_id,
+        "b_old": old,
+        "status": new,
+        "updated_at": now,
+    }
     if reason is not None:
         values["reason"] = reason[:64]
-    row = (
-        await session.execute(
-            update(table)
-            .where(table.id == reservation_id, table.status == old)
-            .values(values)
-            .returning(
-                table.call_id,
-                table.kind,
-                table.workspace_id,
-                table.channel_id,
-                table.user_id,
-                table.model,
-                table.period_key,
-                table.amount_micro_usd,
-            )
-            .execution_options(**_NO_SYNC)
-        )
-    ).first()
-    return None if row is None else ReservedCall(**row._asdict())
+    row = (await session.execute(_TRANSITION, values)).first()
+    return None if row is None else ReservedCall(*row)
 
 
-def _counter_upsert(
-    session: AsyncSession, *, user_id: str, period_key: str, spent: int, held: int, now: datetime
-) -> Any:
-    """`INSERT` the user's counter row for the period with these amounts, or add them to
-    the row that is there: one statement whichever it is (both SQLite >= 3.35 and Postgres
-    have `ON CONFLICT DO UPDATE ... RETURNING`). The caller adds a `WHERE` and `RETURNING`.
-
-    A new row never starts with a negative hold: there is nothing held to give back.
-    """
-    counter = BudgetUsageRow
-    return (
-        _insert(session, counter)
-        .values(
-            user_id=user_id,
-            period_key=period_key,
-            spent_micro_usd=spent,
-            held_micro_usd=max(0, held),
-            user_warned=False,
-            admins_alerted=False,
-            updated_at=now,
-        )
-        .returning(counter.spent_micro_usd)
+#: SET takes the columns given (`status`, `updated_at`, maybe `reason`) from the
+#: parameters; RETURNING lists `ReservedCall`'s fields in its order.
+_TRANSITION = (
+    update(_RESERVATIONS)
+    .where(_RESERVATIONS.c.id == bindparam("b_id"), _RESERVATIONS.c.status == bindparam("b_old"))
+    .returning(
+        _RESERVATIONS.c.call_id,
+        _RESERVATIONS.c.kind,
+        _RESERVATIONS.c.workspace_id,
+        _RESERVATIONS.c.channel_id,
+        _RESERVATIONS.c.user_id,
+        _RESERVATIONS.c.model,
+        _RESERVATIONS.c.period_key,
+        _RESERVATIONS.c.amount_micro_usd,
     )
+)
 
 
-def _on_conflict_add(
-    statement: Any, *, spent: int, held: int, now: datetime, where: Any = None
-) -> Any:
-    counter = BudgetUsageRow
-    values: dict[str, Any] = {"updated_at": now}
-    if spent:
-        values["spent_micro_usd"] = counter.spent_micro_usd + spent
-    if held:
-        values["held_micro_usd"] = counter.held_micro_usd + held
+@functools.cache
+def _counter_statement(dialect: str, *, limited: bool) -> Any:
+    """`INSERT` the user's counter row for the period, or add to the row that is there:
+    one statement whichever it is (both SQLite >= 3.35 and Postgres have `ON CONFLICT DO
+    UPDATE ... RETURNING`). The new row's values are the parameters (`held_micro_usd` is
+    never negative there: nothing is held yet to give back); the existing row gets
+    `spent + b_spent`, `held + b_held`, and with `limited` only if
+    `spent + held + b_held <= b_limit`. Returns the settled spend, or no row."""
+    counter = _COUNTERS.c
+    statement = upsert_insert(dialect, _COUNTERS)
     return statement.on_conflict_do_update(
-        index_elements=["user_id", "period_key"], set_=values, where=where
-    )
+        index_elements=["user_id", "period_key"],
+        set_={
+            "spent_micro_usd": counter.spent_micro_usd + bindparam("b_spent"),
+            "held_micro_usd": counter.held_micro_usd + bindparam("b_held"),
+            "updated_at": statement.excluded.updated_at,
+        },
+        where=(
+            counter.spent_micro_usd + counter.held_micro_usd + bindparam("b_held")
+            <= bindparam("b_limit")
+        )
+        if limited
+        else None,
+    ).returning(counter.spent_micro_usd)
+
+
+def _counter_values(
+    *, user_id: str, period_key: str, spent: int, held: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "period_key": period_key,
+        "spent_micro_usd": spent,
+        "held_micro_usd": max(0, held),
+        "user_warned": False,
+        "admins_alerted": False,
+        "updated_at": now,
+        "b_spent": spent,
+        "b_held": held,
+    }
 
 
 async def hold(
@@ -214,19 +235,11 @@ async def hold(
     """
     if limit is not None and amount > limit:
         return None
-    counter = BudgetUsageRow
-    statement = _on_conflict_add(
-        _counter_upsert(
-            session, user_id=user_id, period_key=period_key, spent=0, held=amount, now=now
-        ),
-        spent=0,
-        held=amount,
-        now=now,
-        where=None
-        if limit is None
-        else counter.spent_micro_usd + counter.held_micro_usd + amount <= limit,
-    )
-    row = (await session.execute(statement)).first()
+    values = _counter_values(user_id=user_id, period_key=period_key, spent=0, held=amount, now=now)
+    if limit is not None:
+        values["b_limit"] = limit
+    statement = _counter_statement(dialect_of(session), limited=limit is not None)
+    row = (await session.execute(statement, values)).first()
     return None if row is None else int(row[0])
 
 
@@ -244,15 +257,11 @@ async def add_to_counter(
     One statement (an upsert, see `hold`); a settle, an embedding's charge or a release
     never fails for want of the row.
     """
-    statement = _on_conflict_add(
-        _counter_upsert(
-            session, user_id=user_id, period_key=period_key, spent=spent, held=held, now=now
-        ),
-        spent=spent,
-        held=held,
-        now=now,
+    values = _counter_values(
+        user_id=user_id, period_key=period_key, spent=spent, held=held, now=now
     )
-    return int((await session.execute(statement)).scalar_one())
+    statement = _counter_statement(dialect_of(session), limited=False)
+    return int((await session.execute(statement, values)).scalar_one())
 
 
 @dataclass(frozen=True)
@@ -351,21 +360,23 @@ async def claim_flag(session: AsyncSession, *, user_id: str, period_key: str, fl
 
 async def insert_charge(session: AsyncSession, **values: Any) -> bool:
     """Write a settled ledger row unless `(call_id, kind)` is already charged; True if new."""
-    ledger = SpendLedgerRow
-    inserted = (
-        await session.execute(
-            _insert(session, ledger)
-            .values(status=SETTLED, **values)
-            .on_conflict_do_nothing(
-                # A literal predicate: Postgres infers a partial index only from the
-                # same expression, and a bound parameter is not the same expression.
-                index_elements=["call_id", "kind"],
-                index_where=text("status = 'settled'"),
-            )
-            .returning(ledger.id)
-        )
-    ).first()
+    statement = _charge_statement(dialect_of(session))
+    inserted = (await session.execute(statement, {"status": SETTLED, **values})).first()
     return inserted is not None
+
+
+@functools.cache
+def _charge_statement(dialect: str) -> Any:
+    return (
+        upsert_insert(dialect, _LEDGER)
+        .on_conflict_do_nothing(
+            # A literal predicate: Postgres infers a partial index only from the
+            # same expression, and a bound parameter is not the same expression.
+            index_elements=["call_id", "kind"],
+            index_where=text("status = 'settled'"),
+        )
+        .returning(_LEDGER.c.id)
+    )
 
 
 async def held_reservations(

@@ -46,10 +46,11 @@ from decimal import ROUND_CEILING, Decimal
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import ImagePriceRow, ModelPriceRow
+from bot.db.statements import table
 from bot.settings import BudgetSettings
 
 log = logging.getLogger(__name__)
@@ -301,9 +302,7 @@ class PriceBook:
         variants for some tiers (`flex`, `priority`), the others bill at the standard price.
         """
         names = list(dict.fromkeys([model, model.strip().lower(), normalize_model(model)]))
-        rows = (
-            await session.execute(select(ModelPriceRow).where(ModelPriceRow.model.in_(names)))
-        ).scalars()
+        rows = await session.execute(_OVERRIDES, {"b_names": names})
         by_name = {row.model: row for row in rows}
         for name in names:
             if name in by_name:
@@ -345,7 +344,19 @@ class PriceBook:
         return [merged[name] for name in sorted(merged)]
 
 
-def _override_price(row: ModelPriceRow) -> ModelPrice:
+_PRICES = table(ModelPriceRow)
+#: The overrides of any of `b_names` (prebuilt: this runs for every reserve).
+_OVERRIDES = select(
+    _PRICES.c.model,
+    _PRICES.c.input_micro_usd_per_m,
+    _PRICES.c.cached_input_micro_usd_per_m,
+    _PRICES.c.output_micro_usd_per_m,
+    _PRICES.c.updated_at,
+).where(_PRICES.c.model.in_(bindparam("b_names", expanding=True)))
+
+
+def _override_price(row: Any) -> ModelPrice:
+    """A `ModelPriceRow`, or a row of its columns (`_OVERRIDES`), as a price."""
     return ModelPrice(
         model=row.model,
         input_micro_usd_per_m=row.input_micro_usd_per_m,
