@@ -12,6 +12,7 @@ SDK would otherwise retry a refused connection for seconds and blame a passing o
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,9 @@ from bot.db.engine import (
     open_database,
     upgrade,
 )
-from bot.llm import LLMError, LLMGateway
+from bot.llm import LLMGateway, unreachable_error
+from bot.llm import LLMUnreachable as LLMUnreachable  # where it was defined before
+from bot.llm_http import FailFast
 from bot.ports import KnowledgeSource, SpendGuard
 from bot.settings import Settings
 from bot.tokens import TokenCounter
@@ -55,16 +58,9 @@ class Deps:
 
         if isinstance(self.knowledge, ScopedKnowledge):
             await self.knowledge.kb.close()
+        await self.llm.aclose()  # the streaming session (closing the client does it too)
         await self.openai.close()
         await self.db.dispose()
-
-
-class LLMUnreachable(LLMError):
-    """Nothing answers at the LLM endpoint: a setup problem, not a passing outage."""
-
-    user_message = (
-        "Candor cannot connect to the language model; an admin needs to check OPENAI_BASE_URL."
-    )
 
 
 #: The SDK's own connection limits (`openai._constants.DEFAULT_CONNECTION_LIMITS`).
@@ -78,46 +74,44 @@ class FailFastTransport(httpx2.AsyncBaseTransport):
     server is not running, and retrying for seconds only hides that. For OpenAI itself
     the SDK keeps retrying (a network blip passes), and the last attempt's failure says
     to check the network. Raising a non-httpx error is what stops the SDK's retries.
+    Streamed answers do not pass here (`bot.llm_http`); `FailFast` is the same policy
+    for them.
+
+    Closing it (as `AsyncOpenAI.close()` does) also runs `on_close`: `build_llm` puts the
+    gateway's streaming session there, so whoever closes the client closes both.
     """
 
     def __init__(self, *, configured: bool, max_retries: int) -> None:
         self.inner = httpx2.AsyncHTTPTransport(limits=_LIMITS)
-        self.configured = configured
+        self.policy = FailFast(configured=configured)
         self.max_retries = max_retries
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         try:
             return await self.inner.handle_async_request(request)
         except httpx2.ConnectError as error:
             attempt = int(request.headers.get("x-stainless-retry-count", "0") or 0)
-            if not self.configured and attempt < self.max_retries:
+            if not self.policy.gives_up(attempt, self.max_retries):
                 raise
-            raise _unreachable(request, configured=self.configured) from error
+            where = f"{request.url.host}:{request.url.port or 443}"
+            raise unreachable_error(where, configured=self.policy.configured) from error
 
     async def aclose(self) -> None:
+        for close in self.on_close:
+            await close()
         await self.inner.aclose()
 
 
-def _unreachable(request: httpx2.Request, *, configured: bool) -> LLMUnreachable:
-    where = f"{request.url.host}:{request.url.port or 443}"
-    if configured:
-        message = (
-            f"Candor cannot connect to the language model at OPENAI_BASE_URL ({where}); "
-            "start that server or fix OPENAI_BASE_URL (`candor local-llm` runs one offline)."
-        )
-    else:
-        message = (
-            f"Candor cannot connect to the OpenAI API ({where}); check the network, or set "
-            "OPENAI_BASE_URL to a server you can reach (`candor local-llm` runs one offline)."
-        )
-    return LLMUnreachable(f"connect failed: {where}", user_message=message)
-
-
 def build_openai(settings: Settings) -> AsyncOpenAI:
+    return _openai_client(settings)[0]
+
+
+def _openai_client(settings: Settings) -> tuple[AsyncOpenAI, FailFastTransport]:
     key = settings.openai.api_key.get_secret_value() if settings.openai.api_key else ""
     configured = bool(settings.openai.base_url)
     transport = FailFastTransport(configured=configured, max_retries=settings.openai.max_retries)
-    return AsyncOpenAI(
+    client = AsyncOpenAI(
         # Local servers (llama.cpp, Ollama, vLLM) accept any key; the SDK insists on one.
         api_key=key or "not-needed",
         base_url=settings.openai.base_url or None,
@@ -125,6 +119,17 @@ def build_openai(settings: Settings) -> AsyncOpenAI:
         max_retries=settings.openai.max_retries,
         http_client=DefaultAsyncHttpxClient(transport=transport),
     )
+    return client, transport
+
+
+def build_llm(settings: Settings, tokens: TokenCounter, clock: Clock) -> LLMGateway:
+    """The gateway over a `build_openai` client (`gateway.client`). Streamed answers go
+    over the gateway's own session, configured from that client, with the same fail-fast
+    policy for a refused connection; closing the client closes that session too."""
+    client, transport = _openai_client(settings)
+    llm = LLMGateway(client, tokens, fail_fast=transport.policy, clock=clock)
+    transport.on_close.append(llm.aclose)
+    return llm
 
 
 def open_checked_database(settings: Settings) -> Database:
@@ -165,9 +170,9 @@ async def build_deps(
     elif migrate if migrate is not None else db.is_sqlite:
         await upgrade(db)
     tokens = TokenCounter(settings.candor.data_dir / "tiktoken")
-    client = build_openai(settings)
-    llm = LLMGateway(client, tokens)
     clock = clock or SystemClock()
+    llm = build_llm(settings, tokens, clock)
+    client = llm.client
     if spend is None and with_spend:
         from bot.spend.guard import SpendLedger
 

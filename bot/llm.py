@@ -1,9 +1,10 @@
 """The LLM gateway: one way to call any OpenAI-compatible chat endpoint.
 
-`LLMGateway.complete` streams a chat completion through `AsyncOpenAI` (pointed at
-`OPENAI_BASE_URL`, so vLLM, Ollama, llama.cpp and Azure-compatible proxies all work),
-hands each text delta to a callback, and returns the text with its `usage`. The client
-retries 429 and 5xx with exponential backoff before the first byte (`OPENAI_MAX_RETRIES`).
+`LLMGateway.complete` streams a chat completion from the endpoint an `AsyncOpenAI`
+client is configured for (`OPENAI_BASE_URL`, so vLLM, Ollama, llama.cpp and
+Azure-compatible proxies all work), hands each text delta to a callback, and returns the
+text with its `usage`. 429 and 5xx are retried with exponential backoff before the first
+byte (`OPENAI_MAX_RETRIES`).
 
 Two bounds hold for every call: `OPENAI_TIMEOUT_SECONDS` is the client's timeout per
 read, and `ChatRequest.deadline_seconds` (`OPENAI_TOTAL_TIMEOUT_SECONDS`) is the whole
@@ -13,10 +14,15 @@ answer's length is bounded by `max_tokens` (sent as `max_tokens`, or
 ignore it; the check tokenizes only once the answer's UTF-8 bytes (an upper bound on its
 tokens) could pass the limit, not every delta.
 
-A streamed answer is read from the SDK's raw response (`with_streaming_response`: the
-same request, retries and status errors) and its server-sent events are parsed into
-plain dicts by `bot.llm_stream`, because the SDK's stream builds a pydantic model for
-every chunk, which cost about half the CPU of a streamed call.
+A streamed answer (the hot path) does not go through the SDK: `bot.llm_http` sends the
+request the SDK would send (URL, key, headers, timeouts and retries read from the
+client) over one shared `aiohttp` session, and parses its server-sent events into plain
+dicts. The SDK's request building, its pure-Python HTTP stack and its pydantic model per
+chunk cost about two thirds of a streamed call's CPU. A call that is not streamed, and a
+client the session cannot stand in for (see `bot.llm_http.supports`), go through the
+SDK (`bot.llm_stream` reads the latter's raw stream the same way). Both ways fail with
+the same errors: `bot.llm_errors.translate` maps an HTTP status, a timeout or a broken
+connection to the same sentence whichever transport saw it.
 
 Usage comes from the server (`stream_options={"include_usage": True}`); when a server
 sends none while streaming, we count the tokens ourselves and mark the usage
@@ -26,9 +32,10 @@ Token logprobs, when asked for and sent (streaming or not), come back in
 `ChatResult.token_logprobs`, and the first token's alternatives in `first_top_logprobs`:
 `bot.confidence` reads them.
 
-Every LLM failure becomes an `LLMError` subclass whose `user_message` is the one sentence
-a person sees; the original exception is logged, never shown (it may carry secrets). A
-failure after text arrived carries that text in `partial_text`, so the caller can bill
+Every LLM failure becomes an `LLMError` subclass (`bot.llm_errors`, all importable from
+here) whose `user_message` is the one sentence a person sees; the original exception's
+kind is logged, never shown (it may carry secrets), and never the API key or the
+server's words. A failure after text arrived carries that text in `partial_text`, so the caller can bill
 what the model produced. An exception raised by the delta callback (the surface showing
 the answer) is not the model's fault: it propagates unchanged, never as an `LLMError`.
 """
@@ -38,17 +45,55 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import openai
 from openai import AsyncOpenAI
 
-from bot.errors import CandorError
+from bot.clock import Clock
+from bot.llm_errors import (
+    LLMAuthFailed,
+    LLMContextTooLong,
+    LLMError,
+    LLMModelNotFound,
+    LLMRateLimited,
+    LLMStreamCut,
+    LLMTimeout,
+    LLMToolsUnsupported,
+    LLMUnavailable,
+    LLMUnreachable,
+    deadline_passed,
+    translate,
+    unreachable_error,
+)
+from bot.llm_http import ChatStreamHTTP, FailFast, Sleep, supports
 from bot.llm_stream import stream_chunks
 from bot.tokens import TokenCounter
+
+__all__ = [
+    "ChatRequest",
+    "ChatResult",
+    "DeltaCallback",
+    "LLMAuthFailed",
+    "LLMContextTooLong",
+    "LLMError",
+    "LLMGateway",
+    "LLMModelNotFound",
+    "LLMRateLimited",
+    "LLMStreamCut",
+    "LLMTimeout",
+    "LLMToolsUnsupported",
+    "LLMUnavailable",
+    "LLMUnreachable",
+    "ToolCallRequest",
+    "Usage",
+    "is_reasoning_model",
+    "supports_temperature",
+    "supports_vision",
+    "unreachable_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -156,69 +201,6 @@ class ToolCallRequest:
         }
 
 
-class LLMError(CandorError):
-    """An LLM failure with the one sentence a user sees.
-
-    `partial_text` is what the model had streamed before the failure ("" when it failed
-    before the first token): the caller bills it as an estimate.
-    """
-
-    user_message = "The language model failed to answer; please try again in a moment."
-    partial_text: str = ""
-
-
-class LLMRateLimited(LLMError):
-    user_message = "The language model is rate limited right now; please try again in a minute."
-
-
-class LLMTimeout(LLMError):
-    user_message = "The language model took too long to answer; please try again."
-
-
-class LLMAuthFailed(LLMError):
-    user_message = (
-        "Candor could not sign in to the language model; an admin needs to check OPENAI_API_KEY."
-    )
-
-
-class LLMContextTooLong(LLMError):
-    user_message = (
-        "This conversation is too long for the model; start a new thread or ask a shorter question."
-    )
-
-
-class LLMModelNotFound(LLMError):
-    user_message = (
-        "The configured model is not available on the LLM server; an admin needs to pick another."
-    )
-
-
-class LLMUnavailable(LLMError):
-    user_message = "The language model is unavailable right now; please try again in a few minutes."
-
-
-class LLMToolsUnsupported(LLMError):
-    """The server or model refused the request because it offered tools."""
-
-    user_message = "The language model in this channel cannot use tools."
-
-
-class LLMStreamCut(LLMError):
-    """The server ended the stream mid-answer (connection dropped, no end of answer)."""
-
-    user_message = "The language model's answer was cut off before it finished; please ask again."
-
-
-def _deadline_passed(seconds: float) -> LLMTimeout:
-    return LLMTimeout(
-        f"total deadline of {seconds:g} s passed",
-        user_message=(
-            f"The language model did not finish within {seconds:g} seconds, so Candor stopped "
-            "waiting; please try again or ask for a shorter answer."
-        ),
-    )
-
-
 class _SinkFailed(Exception):
     """Carries an exception of the delta callback past the LLM error translation."""
 
@@ -233,47 +215,34 @@ class _SinkFailed(Exception):
 _LENGTH_SLACK = 1.5
 
 
-def _translate(exc: Exception) -> LLMError:
-    """Map an openai exception to our typed error (the detail is for logs only)."""
-    detail = type(exc).__name__
-    if isinstance(exc, openai.RateLimitError):
-        body = str(getattr(exc, "body", "") or "")
-        if "insufficient_quota" in body:
-            return LLMUnavailable(detail + ": insufficient quota")
-        return LLMRateLimited(detail)
-    if isinstance(exc, openai.APITimeoutError):
-        return LLMTimeout(detail)
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return LLMAuthFailed(detail)
-    if isinstance(exc, openai.NotFoundError):
-        return LLMModelNotFound(detail)
-    if isinstance(exc, openai.BadRequestError):
-        text = str(exc).lower()
-        if "context" in text and ("length" in text or "window" in text or "maximum" in text):
-            return LLMContextTooLong(detail)
-        if _rejects_tools(text):
-            return LLMToolsUnsupported(detail + ": tools rejected")
-        return LLMError(detail + ": bad request")
-    if isinstance(exc, openai.APIConnectionError):
-        return LLMUnavailable(detail)
-    if isinstance(exc, openai.APIStatusError):
-        return LLMUnavailable(f"{detail}: HTTP {exc.status_code}")
-    return LLMError(detail)
-
-
-def _rejects_tools(text: str) -> bool:
-    """Whether a 400's message says the model or server does not take `tools`."""
-    return "tool" in text and any(
-        word in text for word in ("support", "not allowed", "unknown", "unrecognized", "invalid")
-    )
-
-
 class LLMGateway:
     """Calls an OpenAI-compatible chat endpoint; see the module docstring."""
 
-    def __init__(self, client: AsyncOpenAI, tokens: TokenCounter) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        tokens: TokenCounter,
+        *,
+        fail_fast: FailFast | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
+    ) -> None:
+        """`client` is the configuration (URL, key, headers, timeouts, retries) and sends
+        what is not streamed; streamed answers go over one `aiohttp` session built from
+        it (`bot.llm_http`). `fail_fast` says what a refused connection means (None: a
+        failed connection like any other); `sleep` waits between retries and `clock`
+        dates a `Retry-After` (tests inject both)."""
         self.client = client
         self.tokens = tokens
+        self._http: ChatStreamHTTP | None = None
+        if supports(client):
+            now = clock.now if clock is not None else None
+            self._http = ChatStreamHTTP(client, fail_fast=fail_fast, sleep=sleep, now=now)
+
+    async def aclose(self) -> None:
+        """Close the streaming session (the SDK client is closed by its owner)."""
+        if self._http is not None:
+            await self._http.aclose()
 
     def build_params(self, request: ChatRequest) -> dict[str, Any]:
         params: dict[str, Any] = {"model": request.model, "messages": list(request.messages)}
@@ -324,14 +293,15 @@ class LLMGateway:
         except Exception as exc:
             err: LLMError
             if isinstance(exc, TimeoutError) and deadline.expired():
-                err = _deadline_passed(request.deadline_seconds or 0)
+                err = deadline_passed(request.deadline_seconds or 0)
             elif parts:
                 # Text arrived, then the connection broke: the answer was cut off.
                 err = LLMStreamCut(f"{type(exc).__name__} after {len(parts)} deltas")
             else:
-                err = _translate(exc)
+                err = translate(exc)
             err.partial_text = "".join(parts)
-            log.warning("LLM call to %s failed: %s", request.model, err.detail)
+            if not isinstance(err, LLMUnreachable):  # a setup problem: its sentence says it
+                log.warning("LLM call to %s failed: %s", request.model, err.detail)
             raise err from None
         result.total_seconds = time.perf_counter() - started
         return result
@@ -374,13 +344,7 @@ class LLMGateway:
         first: float | None = None
         length = _LengthGuard(self.tokens, request)
         calls = _ToolCallParts()
-        # The raw response, not the SDK's stream of pydantic chunks: the same request,
-        # retries and status errors, but each chunk stays the dict `json.loads` made.
-        create = self.client.chat.completions.with_streaming_response.create
-        async with (
-            create(**params) as response,
-            aclosing(stream_chunks(response.http_response)) as chunks,
-        ):
+        async with self._chunks(params) as chunks:
             async for chunk in chunks:
                 model = chunk.get("model") or model
                 tier = chunk.get("service_tier") or tier
@@ -433,6 +397,23 @@ class LLMGateway:
             first_token_seconds=first,
             tool_calls=calls.calls(),
         )
+
+    @asynccontextmanager
+    async def _chunks(
+        self, params: dict[str, Any]
+    ) -> AsyncIterator[AsyncGenerator[dict[str, Any], None]]:
+        """The streamed answer's chunks, each the dict `json.loads` made: over our own
+        session, or (a client it cannot stand in for) from the SDK's raw response."""
+        if self._http is not None:
+            async with aclosing(self._http.stream(params)) as chunks:
+                yield chunks
+            return
+        create = self.client.chat.completions.with_streaming_response.create
+        async with (
+            create(**params) as response,
+            aclosing(stream_chunks(response.http_response)) as chunks,
+        ):
+            yield chunks
 
     def _usage_from(self, usage: Any, request: ChatRequest, text: str) -> Usage:
         """`usage` (a dict from the stream, the SDK's object from `_once`) as a `Usage`;

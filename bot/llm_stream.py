@@ -21,7 +21,7 @@ import httpx2
 import openai
 
 #: How long to read on after `[DONE]` so the connection goes back to the pool (the SDK's).
-_DRAIN_SECONDS = 0.1
+DRAIN_SECONDS = 0.1
 
 
 class EventStreamDecoder:
@@ -100,7 +100,7 @@ async def _drain(reads: AsyncGenerator[bytes, None]) -> None:
     """Read what follows `[DONE]` (the end of the body), briefly, so that HTTP/1.1 can
     reuse the connection; a server that keeps talking loses its connection instead."""
     try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
+        async with asyncio.timeout(DRAIN_SECONDS):
             async for _ in reads:
                 pass
     except (TimeoutError, httpx2.RequestError, ssl.SSLError, anyio.EndOfStream):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,26 @@ from tests.fakes.openai_server import FakeOpenAIServer
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
+OPENED: list[LLMGateway] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_gateways() -> AsyncIterator[None]:
+    yield
+    while OPENED:
+        llm = OPENED.pop()
+        await llm.aclose()
+        await llm.client.close()
+
+
 def gateway(
     fake: FakeOpenAIServer, tmp_path: Path, *, retries: int = 2, timeout: float = 5
 ) -> LLMGateway:
     client = AsyncOpenAI(
         base_url=fake.url, api_key="sk-secret-123", max_retries=retries, timeout=timeout
     )
-    return LLMGateway(client, TokenCounter(tmp_path))
+    OPENED.append(LLMGateway(client, TokenCounter(tmp_path)))
+    return OPENED[-1]
 
 
 async def test_429_and_500_are_retried_then_succeed(

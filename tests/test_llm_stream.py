@@ -9,6 +9,7 @@ without usage, tool calls in pieces and logprobs.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,22 @@ ANSWER = "Rotate the on-call: open the rota, swap the weeks, tell the channel."
 REQUEST = ChatRequest(model="gpt-4o-mini", messages=MESSAGES)
 
 
+OPENED: list[LLMGateway] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_gateways() -> AsyncIterator[None]:
+    yield
+    while OPENED:
+        llm = OPENED.pop()
+        await llm.aclose()
+        await llm.client.close()
+
+
 def gateway(fake: FakeOpenAIServer, tmp_path: Path, *, timeout: float = 5) -> LLMGateway:
     client = AsyncOpenAI(base_url=fake.url, api_key="sk-secret-123", max_retries=0, timeout=timeout)
-    return LLMGateway(client, TokenCounter(tmp_path))
+    OPENED.append(LLMGateway(client, TokenCounter(tmp_path)))
+    return OPENED[-1]
 
 
 def pieces(text: str, size: int) -> list[str]:

@@ -9,7 +9,8 @@ next replies; `requests` records every request body the server received.
         client = AsyncOpenAI(base_url=fake.url, api_key="test")
 
 Scripted failures: `enqueue_error(429)` (with Retry-After: 0), `enqueue_error(500)`,
-`enqueue_error(400, code="context_length_exceeded")`, `enqueue_error(401)`, and
+`enqueue_error(400, code="context_length_exceeded")`, `enqueue_error(401)`,
+`enqueue_error(429, headers={"Retry-After": "7"})` (any headers instead of the default), and
 `delay` for timeouts and concurrency tests. While streaming: `trickle=0.2` waits that many
 seconds before each piece (a slow server that never trips a per-read timeout), and
 `cut_after=2` drops the connection after that many pieces (no finish, no usage, no
@@ -21,7 +22,8 @@ sends a `: keepalive` comment line and `event:`/`id:` fields with every event,
 `line_end="\r\n"` (or `"\r"`) ends lines that way, `multiline_data=True` spreads each
 event's JSON over several `data:` lines, and `split_writes=7` writes every event in
 7-byte pieces with a pause between them, so a client reads lines split across reads.
-`peers` records the client address of every chat request (one per connection used).
+`peers` records the client address of every chat request (one per connection used),
+`headers` and `queries` its headers and query string.
 
 Images: `POST /v1/images/generations` is recorded in `image_requests` and answered with
 `image_bytes` as `b64_json` (or `image_url`, when set, as `url`).
@@ -77,6 +79,8 @@ class Scripted:
     line_end: str = "\n"  # "\r\n" or "\r" as some servers and proxies send
     multiline_data: bool = False  # each event's JSON over several `data:` lines
     split_writes: int | None = None  # write events in pieces of this many bytes
+    #: Headers of an error reply (None: `Retry-After: 0` on a 429, as OpenAI's API sends).
+    error_headers: dict[str, str] | None = None
 
 
 @dataclass
@@ -97,6 +101,9 @@ class FakeOpenAIServer:
     max_in_flight: int = 0
     #: The client address (host, port) of every chat request, in order.
     peers: list[Any] = field(default_factory=list)
+    #: The headers and the query string of every chat request, in order.
+    headers: list[dict[str, str]] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._queue: deque[Scripted] = deque()
@@ -109,11 +116,23 @@ class FakeOpenAIServer:
         self._queue.append(Scripted(text=text, **options))
 
     def enqueue_error(
-        self, status: int, *, code: str | None = None, message: str = "", times: int = 1
+        self,
+        status: int,
+        *,
+        code: str | None = None,
+        message: str = "",
+        times: int = 1,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """Script `times` error replies; `headers` replaces the default `Retry-After: 0`."""
         for _ in range(times):
             self._queue.append(
-                Scripted(status=status, error_code=code, error_message=message or f"error {status}")
+                Scripted(
+                    status=status,
+                    error_code=code,
+                    error_message=message or f"error {status}",
+                    error_headers=headers,
+                )
             )
 
     def enqueue_tool_calls(self, *calls: tuple[str, Any], text: str = "", **options: Any) -> None:
@@ -160,6 +179,8 @@ class FakeOpenAIServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        self.queries.append(request.query_string)
         if request.transport is not None:
             self.peers.append(request.transport.get_extra_info("peername"))
         if self._queue:
@@ -186,6 +207,8 @@ class FakeOpenAIServer:
 
     def _error(self, script: Scripted) -> web.Response:
         headers = {"Retry-After": "0"} if script.status == 429 else {}
+        if script.error_headers is not None:
+            headers = script.error_headers
         kind = {
             400: "invalid_request_error",
             401: "authentication_error",
