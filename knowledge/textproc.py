@@ -146,6 +146,11 @@ def terms(text: str) -> list[str]:
     return out
 
 
+def has_terms(text: str) -> bool:
+    """Whether ``terms(text)`` is non-empty, stopping at the first term."""
+    return any(token_terms(raw) for raw in RAW_TOKEN.findall(normalize(text)))
+
+
 def heading_line(text: str) -> str:
     """The heading path the chunker writes on a chunk's first line (``A > B``), or ``""``.
 

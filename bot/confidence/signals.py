@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.ports import RetrievedHit
-from knowledge.textproc import distinct, terms
+from knowledge.textproc import distinct, has_terms, terms
 
 #: The retriever's fusion maps BM25 ``s`` to ``s / (s + SPARSE_SCALE * n)``; so do we.
 SPARSE_SCALE = 3.0
@@ -164,7 +164,7 @@ def _sparse_norm(raw: float, n_terms: int) -> float:
 def _grounding(answer: str, hits: Sequence[RetrievedHit]) -> dict[str, Any]:
     by_index = {h.index: h for h in hits}
     cited = cited_numbers(answer)
-    sentences = [s for s in _SENTENCE_END.split(answer) if terms(_CITATION.sub(" ", s))]
+    sentences = [s for s in _SENTENCE_END.split(answer) if has_terms(_CITATION.sub(" ", s))]
     with_citation = [s for s in sentences if _CITATION.search(s)]
     overlaps: list[float] = []
     source_terms: dict[int, set[str]] = {}

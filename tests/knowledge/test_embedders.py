@@ -309,3 +309,15 @@ async def test_bm25_worker_processes_give_identical_vectors() -> None:
         assert pooled.name == inline.name  # same vector space
     finally:
         pooled.close()
+
+
+def test_has_terms_agrees_with_terms_on_every_line_of_the_corpus() -> None:
+    from pathlib import Path
+
+    from knowledge.textproc import has_terms, terms
+
+    lines = ["", "the a of", "42", "?", "a b c", "os.path.join", "Ünïcödé wörds"]
+    for path in sorted((Path(__file__).parent / "eval").rglob("*.md"))[:20]:
+        lines += path.read_text(encoding="utf-8").splitlines()
+    assert any(not terms(line) for line in lines) and any(terms(line) for line in lines)
+    assert [has_terms(line) for line in lines] == [bool(terms(line)) for line in lines]
