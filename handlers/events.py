@@ -204,9 +204,9 @@ async def _answer_claimed(
         )
         turn = await _turn(surface, incoming, known_thread)
         result = await manager.reply(turn, on_delta=reply.delta, loaded=loaded)
-        await indicator.stop()
-        await reply.finish(result)
+        await reply.finish(result)  # the end of the answer first, then the indicator goes
         status = "answered"
+        await indicator.stop()
         # A flagged answer goes to the review channel (never raises).
         await review.answer_delivered(
             deps, client, result, message_ts=reply.posted[0] if reply.posted else None

@@ -283,6 +283,8 @@ class FakeOpenAIServer:
         text = script.text
         pieces = [text[i : i + script.chunk_size] for i in range(0, len(text), script.chunk_size)]
         first = True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         for n, piece in enumerate(pieces):
             if script.cut_after is not None and n >= script.cut_after:
                 # Drop the connection mid-answer, as a crashing server or proxy would.
@@ -296,7 +298,9 @@ class FakeOpenAIServer:
                 await response.write_eof()
                 return response
             if script.trickle:
-                await asyncio.sleep(script.trickle)
+                # On a schedule, as a real model's tokens are: a busy machine delays a piece,
+                # it does not push every later piece back.
+                await asyncio.sleep(max(0.0, started + (n + 1) * script.trickle - loop.time()))
             delta: dict[str, Any] = {"content": piece}
             if first:
                 delta["role"] = "assistant"
