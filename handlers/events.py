@@ -203,7 +203,13 @@ async def _answer_claimed(
             incoming.channel, incoming.thread_ts, incoming.ts, incoming.is_dm
         )
         turn = await _turn(surface, incoming, known_thread)
-        result = await manager.reply(turn, on_delta=reply.delta, loaded=loaded)
+        shown = indicator
+
+        async def on_delta(text: str) -> None:
+            shown.answer_showing()
+            await reply.delta(text)
+
+        result = await manager.reply(turn, on_delta=on_delta, loaded=loaded)
         await reply.finish(result)  # the end of the answer first, then the indicator goes
         status = "answered"
         await indicator.stop()

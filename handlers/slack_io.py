@@ -51,6 +51,8 @@ class SlackSurface:
     directory: SlackDirectory | None = None
     #: One appendStream budget for every answer streaming from this process.
     pacer: StreamPacer = field(default_factory=StreamPacer)
+    #: Seconds an answer may keep the user waiting before the working indicator shows.
+    indicator_delay: float = 1.0
     _http: aiohttp.ClientSession | None = None
 
     @property
@@ -251,20 +253,18 @@ class SlackSurface:
     async def start_indicator(
         self, channel: str, thread_ts: str, ts: str, is_dm: bool
     ) -> Indicator:
-        """Show that Candor is working: assistant status in DM threads, else a reaction."""
-        if is_dm:
-            try:
-                await self.client.assistant_threads_setStatus(
-                    channel_id=channel, thread_ts=thread_ts, status=THINKING_STATUS
-                )
-                return Indicator(self.client, channel, thread_ts, status=True)
-            except SlackApiError:
-                pass  # not an assistant thread; a reaction works everywhere
-        try:
-            await self.client.reactions_add(channel=channel, timestamp=ts, name=THINKING_REACTION)
-            return Indicator(self.client, channel, ts, reaction=True)
-        except SlackApiError:
-            return Indicator(self.client, channel, ts)
+        """Show that Candor is working: assistant status in DM threads, else a reaction.
+
+        Shown only once the answer has kept the user waiting `indicator_delay` seconds
+        with nothing on screen: an answer whose text starts streaming sooner needs no
+        indicator (and saves Slack two calls). `indicator_delay` 0 shows it at once.
+        """
+        indicator = Indicator(self.client, channel, ts, thread_ts=thread_ts, is_dm=is_dm)
+        if self.indicator_delay <= 0:
+            await indicator.show()
+        else:
+            indicator.show_after(self.indicator_delay)
+        return indicator
 
 
 def _too_big(name: str, mimetype: str, size: int | None, limit: int) -> Attachment:
@@ -314,10 +314,56 @@ class Indicator:
     client: AsyncWebClient
     channel: str
     ts: str
+    thread_ts: str = ""
+    is_dm: bool = False
     status: bool = False
     reaction: bool = False
+    _pending: asyncio.Task[None] | None = field(default=None, repr=False)
+    _showing: bool = field(default=False, repr=False)
+
+    async def show(self) -> None:
+        """Put the indicator up now (Slack refusing it is not an error)."""
+        self._showing = True
+        if self.is_dm:
+            try:
+                await self.client.assistant_threads_setStatus(
+                    channel_id=self.channel, thread_ts=self.thread_ts, status=THINKING_STATUS
+                )
+                self.status = True
+                return
+            except SlackApiError:
+                pass  # not an assistant thread; a reaction works everywhere
+        try:
+            await self.client.reactions_add(
+                channel=self.channel, timestamp=self.ts, name=THINKING_REACTION
+            )
+            self.reaction = True
+        except SlackApiError:
+            pass
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("Could not show the indicator: %s", type(exc).__name__)
+
+    def show_after(self, seconds: float) -> None:
+        """Put the indicator up in `seconds`, unless the answer shows up first."""
+
+        async def later() -> None:
+            await asyncio.sleep(seconds)
+            await self.show()
+
+        self._pending = asyncio.create_task(later())
+
+    def answer_showing(self) -> None:
+        """The answer's text is on screen: an indicator not yet up is not needed."""
+        if self._pending is not None and not self._showing:
+            self._pending.cancel()
 
     async def stop(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if not self._showing:
+                pending.cancel()
+            # A call to Slack already under way finishes, so its effect is undone below.
+            await asyncio.gather(pending, return_exceptions=True)
         try:
             if self.reaction:
                 self.reaction = False
@@ -327,7 +373,7 @@ class Indicator:
             if self.status:
                 self.status = False
                 await self.client.assistant_threads_setStatus(
-                    channel_id=self.channel, thread_ts=self.ts, status=""
+                    channel_id=self.channel, thread_ts=self.thread_ts or self.ts, status=""
                 )
         except SlackApiError as exc:
             log.info("Could not clear the indicator: %s", exc.response.get("error"))

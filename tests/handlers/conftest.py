@@ -46,6 +46,8 @@ def configure(deps: Deps, slack: FakeSlackServer) -> None:
 async def candor(deps: Deps, slack: FakeSlackServer) -> AsyncIterator[Candor]:
     configure(deps, slack)
     runtime = SlackRuntime.build(deps)
+    # The indicator shows at once, so tests can see it; test_indicator.py covers the delay.
+    runtime.surface.indicator_delay = 0
     port = await runtime.start_http(0, host="127.0.0.1")
     base = f"http://127.0.0.1:{port}"
     yield Candor(runtime, slack, SlackEventSender(base + EVENTS_PATH), base)
