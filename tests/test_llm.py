@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from openai import AsyncOpenAI
 
 from bot.errors import DeliveryFailed
 from bot.llm import (
@@ -14,39 +12,19 @@ from bot.llm import (
     LLMAuthFailed,
     LLMContextTooLong,
     LLMError,
-    LLMGateway,
     LLMModelNotFound,
     LLMRateLimited,
     LLMStreamCut,
     LLMTimeout,
     LLMUnavailable,
 )
-from bot.tokens import TokenCounter
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.llm_gateways import close_gateways, gateway  # noqa: F401 (fixture)
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
-OPENED: list[LLMGateway] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_gateways() -> AsyncIterator[None]:
-    yield
-    while OPENED:
-        llm = OPENED.pop()
-        await llm.aclose()
-        await llm.client.close()
-
-
-def gateway(
-    fake: FakeOpenAIServer, tmp_path: Path, *, retries: int = 2, timeout: float = 5
-) -> LLMGateway:
-    client = AsyncOpenAI(
-        base_url=fake.url, api_key="sk-secret-123", max_retries=retries, timeout=timeout
-    )
-    OPENED.append(LLMGateway(client, TokenCounter(tmp_path)))
-    return OPENED[-1]
+pytestmark = pytest.mark.usefixtures("close_gateways")
 
 
 async def test_429_and_500_are_retried_then_succeed(

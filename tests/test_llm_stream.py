@@ -9,12 +9,10 @@ without usage, tool calls in pieces and logprobs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from openai import AsyncOpenAI
 
 from bot.llm import (
     ChatRequest,
@@ -27,28 +25,19 @@ from bot.llm import (
 )
 from bot.tokens import TokenCounter
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.llm_gateways import close_gateways  # noqa: F401 (fixture)
+from tests.llm_gateways import gateway as shared_gateway
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 ANSWER = "Rotate the on-call: open the rota, swap the weeks, tell the channel."
 REQUEST = ChatRequest(model="gpt-4o-mini", messages=MESSAGES)
 
 
-OPENED: list[LLMGateway] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_gateways() -> AsyncIterator[None]:
-    yield
-    while OPENED:
-        llm = OPENED.pop()
-        await llm.aclose()
-        await llm.client.close()
+pytestmark = pytest.mark.usefixtures("close_gateways")
 
 
 def gateway(fake: FakeOpenAIServer, tmp_path: Path, *, timeout: float = 5) -> LLMGateway:
-    client = AsyncOpenAI(base_url=fake.url, api_key="sk-secret-123", max_retries=0, timeout=timeout)
-    OPENED.append(LLMGateway(client, TokenCounter(tmp_path)))
-    return OPENED[-1]
+    return shared_gateway(fake, tmp_path, retries=0, timeout=timeout)
 
 
 def pieces(text: str, size: int) -> list[str]:

@@ -52,3 +52,13 @@ async def candor(deps: Deps, slack: FakeSlackServer) -> AsyncIterator[Candor]:
     base = f"http://127.0.0.1:{port}"
     yield Candor(runtime, slack, SlackEventSender(base + EVENTS_PATH), base)
     await runtime.shutdown(grace_seconds=5)
+
+
+@pytest.fixture
+async def socket_runtime(deps: Deps, slack: FakeSlackServer) -> AsyncIterator[SlackRuntime]:
+    """Candor over Socket Mode, connected to the fake Slack's WebSocket."""
+    configure(deps, slack)
+    runtime = SlackRuntime.build(deps)
+    await runtime.start_socket("xapp-test-token")
+    yield runtime
+    await runtime.shutdown(grace_seconds=5)

@@ -6,17 +6,13 @@ import asyncio
 import json
 import threading
 import urllib.request
-from collections.abc import AsyncIterator
 
-import pytest
-
-from bot.deps import Deps
 from bot.observability.metrics import METRICS
 from handlers.app import SlackRuntime
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_events import app_mention, event_callback, sign
 from tests.fakes.slack_server import FakeSlackServer
-from tests.handlers.conftest import Candor, configure
+from tests.handlers.conftest import Candor
 
 
 def _post_signed(url: str, body: dict[str, object], secret: str | None = None) -> int:
@@ -69,15 +65,6 @@ async def test_an_unsigned_event_is_refused_and_never_handled(
     assert status == 401
     assert fake_llm.requests == []
     assert candor.slack.messages("C1") == []
-
-
-@pytest.fixture
-async def socket_runtime(deps: Deps, slack: FakeSlackServer) -> AsyncIterator[SlackRuntime]:
-    configure(deps, slack)
-    runtime = SlackRuntime.build(deps)
-    await runtime.start_socket("xapp-test-token")
-    yield runtime
-    await runtime.shutdown(grace_seconds=5)
 
 
 async def test_a_socket_envelope_is_acked_before_bolt_has_handled_it(

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from bot.deps import Deps
 from handlers.app import SlackRuntime
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_events import app_mention, event_callback
 from tests.fakes.slack_server import FakeSlackServer
-from tests.handlers.conftest import configure
-
-
-@pytest.fixture
-async def socket_runtime(deps: Deps, slack: FakeSlackServer) -> AsyncIterator[SlackRuntime]:
-    configure(deps, slack)
-    runtime = SlackRuntime.build(deps)
-    await runtime.start_socket("xapp-test-token")
-    yield runtime
-    await runtime.shutdown(grace_seconds=5)
 
 
 async def test_socket_mode_event_is_acked_and_answered(
