@@ -377,6 +377,7 @@ class SlackRuntime:
         """On the main loop: run the dispatch of an event the desk acked, tracked for
         shutdown like the answers it starts."""
         if self.surface.spawn(_quietly(work)) is None:
+            work.close()
             log.warning("An acked event arrived while stopping; Slack will not send it again.")
 
     def _acked(self, started: float) -> None:
