@@ -443,13 +443,14 @@ class SlackRuntime:
         if request.type == "events_api":
             if not self.surface.accepting:
                 return
+            # Handed over first, so whoever sees the ack finds the work already queued.
+            self._front_desk().hand_over(
+                lambda: self._dispatch_acked(run_async_bolt_app(self.app, request))
+            )
             await client.send_socket_mode_response(
                 SocketModeResponse(envelope_id=request.envelope_id)
             )
             self._acked(started)
-            self._front_desk().hand_over(
-                lambda: self._dispatch_acked(run_async_bolt_app(self.app, request))
-            )
             return
         response = await self._front_desk().on_main(run_async_bolt_app(self.app, request))
         await send_async_response(client, request, response, started)
