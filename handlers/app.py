@@ -68,6 +68,9 @@ HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
 
+#: An aiohttp route handler.
+_Handler = Callable[[web.Request], Coroutine[Any, Any, web.Response]]
+
 
 #: Seconds one Web API call may take (slack_sdk's own default).
 SLACK_TIMEOUT_SECONDS = 30
@@ -303,19 +306,23 @@ class SlackRuntime:
         the main loop)."""
         web_app = web.Application()
         web_app.router.add_post(EVENTS_PATH, self._events)
-        web_app.router.add_get(HEALTH_PATH, self._health)
-        web_app.router.add_get(READY_PATH, self._on_main(self._ready))
-        web_app.router.add_get(METRICS_PATH, self._on_main(self._metrics))
+        self._add_probes(web_app, on_desk=True)
         return web_app
+
+    def _add_probes(self, web_app: web.Application, *, on_desk: bool) -> None:
+        """/healthz, /readyz and /metrics; served `on_desk`, the two that read the main
+        loop's state (database, metrics) are forwarded to it."""
+        main = self._on_main if on_desk else _served_here
+        web_app.router.add_get(HEALTH_PATH, self._health)
+        web_app.router.add_get(READY_PATH, main(self._ready))
+        web_app.router.add_get(METRICS_PATH, main(self._metrics))
 
     async def start_health(
         self, port: int, host: str = "0.0.0.0", *, reuse_port: bool = False
     ) -> int:
         """Socket Mode: serve /healthz, /readyz and /metrics on `port`; returns the port."""
         web_app = web.Application()
-        web_app.router.add_get(HEALTH_PATH, self._health)
-        web_app.router.add_get(READY_PATH, self._ready)
-        web_app.router.add_get(METRICS_PATH, self._metrics)
+        self._add_probes(web_app, on_desk=False)
         self._health_runner = web.AppRunner(web_app, access_log=None)
         await self._health_runner.setup()
         site = web.TCPSite(self._health_runner, host, port, reuse_port=reuse_port or None)
@@ -385,9 +392,7 @@ class SlackRuntime:
         if metrics is not None:
             metrics.acked(time.perf_counter() - started)
 
-    def _on_main(
-        self, handler: Callable[[web.Request], Coroutine[Any, Any, web.Response]]
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def _on_main(self, handler: _Handler) -> _Handler:
         """A desk route whose work reads the main loop's state (database, metrics)."""
 
         async def forwarded(request: web.Request) -> web.Response:
@@ -481,6 +486,10 @@ class SlackRuntime:
             await self._session.close()
         if desk is not None:
             await desk.close()
+
+
+def _served_here(handler: _Handler) -> _Handler:
+    return handler
 
 
 async def _quietly(work: Coroutine[Any, Any, Any]) -> None:
