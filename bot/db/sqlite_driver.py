@@ -93,12 +93,6 @@ class Cursor:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    def __await__(self) -> Any:
-        async def itself() -> Cursor:
-            return self
-
-        return itself().__await__()
-
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
         conn = self._connection.raw
 
