@@ -9,7 +9,9 @@ changes without its audit entry.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -110,35 +112,52 @@ class SpendAdmin:
     async def set_default_budget(
         self, *, actor_id: str, workspace_id: str, usd: float, period: Period | None
     ) -> BudgetChange:
-        now = self.clock.now()
-        async with self.db.write() as session:
-            before = await budgets.get_budget(
-                session, user_id=DEFAULT_BUDGET_KEY, settings=self.settings.budget
-            )
-            await budgets.set_default_budget(session, usd=usd, period=period, now=now, by=actor_id)
-            after = await budgets.get_budget(
-                session, user_id=DEFAULT_BUDGET_KEY, settings=self.settings.budget
-            )
-            await self._audit(
-                session, workspace_id, actor_id, "budget default", "default", before, after
-            )
-        return BudgetChange(DEFAULT_BUDGET_KEY, before, after)
+        return await self._change_budget(
+            DEFAULT_BUDGET_KEY,
+            workspace_id=workspace_id,
+            actor_id=actor_id,
+            action="budget default",
+            target="default",
+            apply=lambda session, now: budgets.set_default_budget(
+                session, usd=usd, period=period, now=now, by=actor_id
+            ),
+        )
 
     async def set_user_budget(
         self, *, actor_id: str, workspace_id: str, user_id: str, usd: float | None
     ) -> BudgetChange:
+        return await self._change_budget(
+            user_id,
+            workspace_id=workspace_id,
+            actor_id=actor_id,
+            action="budget user",
+            target=user_id,
+            apply=lambda session, now: budgets.set_user_budget(
+                session, user_id=user_id, usd=usd, now=now, by=actor_id
+            ),
+        )
+
+    async def _change_budget(
+        self,
+        user_id: str,
+        *,
+        workspace_id: str,
+        actor_id: str,
+        action: str,
+        target: str,
+        apply: Callable[[AsyncSession, datetime], Awaitable[object]],
+    ) -> BudgetChange:
+        """Apply one budget change and audit it with the budget before and after."""
         now = self.clock.now()
         async with self.db.write() as session:
             before = await budgets.get_budget(
                 session, user_id=user_id, settings=self.settings.budget
             )
-            await budgets.set_user_budget(session, user_id=user_id, usd=usd, now=now, by=actor_id)
+            await apply(session, now)
             after = await budgets.get_budget(
                 session, user_id=user_id, settings=self.settings.budget
             )
-            await self._audit(
-                session, workspace_id, actor_id, "budget user", user_id, before, after
-            )
+            await self._audit(session, workspace_id, actor_id, action, target, before, after)
         return BudgetChange(user_id, before, after)
 
     async def list_prices(self) -> list[ModelPrice]:
