@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.deps import Deps
 from bot.tools import policy
+from bot.tools.mcp import load_config
+from bot.tools.registry import Toolbox
 
 
 async def allow(
@@ -40,3 +44,16 @@ async def allow(
                 now=deps.clock.now(),
                 action="tools readonly",
             )
+
+
+def use_servers(deps: Deps, config: Path) -> Toolbox:
+    """Give the conversation manager a toolbox with the MCP servers of `config`."""
+    box = Toolbox(
+        settings=deps.settings,
+        db=deps.db,
+        clock=deps.clock,
+        knowledge=deps.knowledge,
+        servers=load_config(config),
+    )
+    deps.manager.tools = box
+    return box

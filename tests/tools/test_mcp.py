@@ -11,10 +11,9 @@ import pytest
 
 from bot.deps import Deps
 from bot.tools.mcp import McpConfigError, McpConnections, McpRefused, check_url, load_config
-from bot.tools.registry import Toolbox
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.helpers import make_turn
-from tests.tools.helpers import allow
+from tests.tools.helpers import allow, use_servers
 
 SERVER = '''
 from mcp.server.mcpserver import MCPServer
@@ -50,22 +49,10 @@ def notes_config(tmp_path: Path) -> Path:
     return config
 
 
-def toolbox(deps: Deps, config: Path) -> Toolbox:
-    box = Toolbox(
-        settings=deps.settings,
-        db=deps.db,
-        clock=deps.clock,
-        knowledge=deps.knowledge,
-        servers=load_config(config),
-    )
-    deps.manager.tools = box
-    return box
-
-
 async def test_stdio_server_is_listed_and_called(
     deps: Deps, fake_llm: FakeOpenAIServer, notes_config: Path
 ) -> None:
-    box = toolbox(deps, notes_config)
+    box = use_servers(deps, notes_config)
     listed = {e.spec.name: e.as_dict() for e in await box.catalogue("T1")}
     assert listed["notes__word_count"]["source"] == "MCP server notes"
     assert listed["notes__word_count"]["read_only"] is False
@@ -87,7 +74,7 @@ async def test_stdio_server_is_listed_and_called(
 async def test_a_failing_mcp_tool_is_a_result_without_its_exception_text(
     deps: Deps, fake_llm: FakeOpenAIServer, notes_config: Path
 ) -> None:
-    toolbox(deps, notes_config)
+    use_servers(deps, notes_config)
     await allow(deps, "notes", read_only=True)
     fake_llm.enqueue_tool_calls(("notes__explode", {}))
     fake_llm.enqueue("It failed.")
@@ -102,7 +89,7 @@ async def test_a_failing_mcp_tool_is_a_result_without_its_exception_text(
 async def test_mcp_tools_of_other_channels_are_not_offered(
     deps: Deps, fake_llm: FakeOpenAIServer, notes_config: Path
 ) -> None:
-    toolbox(deps, notes_config)
+    use_servers(deps, notes_config)
     await allow(deps, "notes", channel="C2", read_only=True)
     fake_llm.enqueue("Plain.")
 

@@ -17,10 +17,9 @@ import pytest
 
 from bot.deps import Deps
 from bot.tools.mcp import McpConnections, load_config
-from bot.tools.registry import Toolbox
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.helpers import make_turn
-from tests.tools.helpers import allow
+from tests.tools.helpers import allow, use_servers
 
 TOKEN = "wiki-bearer-7f3a9c"
 WRONG = "wrong-bearer-51d2e0"
@@ -102,18 +101,6 @@ def write_config(tmp_path: Path, url: str, *, private: bool = True) -> Path:
     return config
 
 
-def use(deps: Deps, config: Path) -> Toolbox:
-    box = Toolbox(
-        settings=deps.settings,
-        db=deps.db,
-        clock=deps.clock,
-        knowledge=deps.knowledge,
-        servers=load_config(config),
-    )
-    deps.manager.tools = box
-    return box
-
-
 async def test_http_server_with_bearer_token_is_listed_and_called(
     deps: Deps,
     fake_llm: FakeOpenAIServer,
@@ -122,7 +109,7 @@ async def test_http_server_with_bearer_token_is_listed_and_called(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("WIKI_TOKEN", TOKEN)
-    box = use(deps, write_config(tmp_path, wiki_url))
+    box = use_servers(deps, write_config(tmp_path, wiki_url))
     listed = {e.spec.name: e.as_dict() for e in await box.catalogue("T1")}
     assert listed["wiki__shout"]["source"] == "MCP server wiki"
 
@@ -159,7 +146,7 @@ async def test_a_wrong_token_is_one_sentence_without_the_token(
     assert connections.failed == {"wiki": sentence}
 
     # In a turn the server's tools are simply not offered; the answer goes on without them.
-    use(deps, config)
+    use_servers(deps, config)
     await allow(deps, "wiki", channel="C1", read_only=True)
     fake_llm.enqueue("Plain answer.")
     answer = await deps.manager.reply(make_turn("Shout it"))
