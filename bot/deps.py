@@ -136,7 +136,9 @@ def open_checked_database(settings: Settings) -> Database:
     """`open_database` for `DATABASE_URL`; a failure (e.g. no folder for the SQLite file)
     is a `DatabaseNotReady` sentence naming the variable."""
     try:
-        return open_database(settings.database_url, echo=settings.db.echo)
+        return open_database(
+            settings.database_url, echo=settings.db.echo, writers=settings.db.writers
+        )
     except Exception as error:
         url = settings.database_url
         raise database_error(error, describe_url(url), sqlite=url.startswith("sqlite")) from None

@@ -83,6 +83,9 @@ class DatabaseSettings(BaseSettings):
     # Empty means the embedded SQLite file `<CANDOR_DATA_DIR>/candor.db`.
     url: str = ""
     echo: bool = False
+    # Postgres write transactions one process runs at once; more wait, first come first
+    # served (bot.db.engine.Database.write). SQLite always runs one.
+    writers: int = Field(default=4, ge=1, le=100)
 
     @field_validator("url")
     @classmethod

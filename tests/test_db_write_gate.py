@@ -1,0 +1,79 @@
+"""The writer gate (`Database.write`): a burst of writers is served first come, first
+served, `DATABASE_WRITERS` at a time on Postgres and one at a time on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from bot.db.engine import open_database
+from bot.deps import open_checked_database
+from bot.settings import ConfigError, load_settings
+
+
+async def _burst(url: str, *, writers: int, n: int = 6) -> tuple[list[int], int]:
+    """`n` writers arriving in order, each holding its transaction until let go: the
+    order they got in, and the most that were ever in at once."""
+    db = open_database(url, writers=writers)
+    entered: list[int] = []
+    inside = 0
+    most = 0
+    go = asyncio.Event()
+
+    async def writer(i: int) -> None:
+        nonlocal inside, most
+        async with db.write() as session:
+            entered.append(i)
+            await session.execute(text("SELECT 1"))
+            inside += 1
+            most = max(most, inside)
+            await go.wait()
+            inside -= 1
+
+    try:
+        tasks = []
+        for i in range(n):
+            tasks.append(asyncio.create_task(writer(i)))
+            await asyncio.sleep(0)  # arrive in this order
+        for _ in range(50):  # everyone who may get in is in, the rest queue
+            await asyncio.sleep(0.01)
+        go.set()
+        await asyncio.gather(*tasks)
+    finally:
+        await db.dispose()
+    return entered, most
+
+
+async def test_writers_get_in_in_the_order_they_came_and_no_more_than_allowed_at_once(
+    database_url: str,
+) -> None:
+    entered, most = await _burst(database_url, writers=2)
+    assert entered == list(range(6))
+    # SQLite lets one writer in whatever the setting says; Postgres lets the setting in.
+    assert most == (1 if database_url.startswith("sqlite") else 2)
+
+
+async def test_database_writers_setting_reaches_the_gate(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_WRITERS", "3")
+    db = open_checked_database(load_settings())
+    try:
+        assert db.write_gate is not None
+        expected = 1 if database_url.startswith("sqlite") else 3
+        # A semaphore's value is how many more writers it lets in now.
+        assert db.write_gate._value == expected
+    finally:
+        await db.dispose()
+
+
+def test_database_writers_out_of_range_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_WRITERS", "0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "DATABASE_WRITERS" in str(caught.value)
