@@ -69,13 +69,21 @@ from bot.observability.logs import set_log_context
 from bot.ports import (
     KnowledgeSource,
     NoKnowledgeInScope,
+    OverBudget,
     Reservation,
     RetrievalQuery,
     RetrievedHit,
     SpendGuard,
 )
 from bot.settings import Settings
-from bot.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, context_window
+from bot.tokens import (
+    BYTE_BOUND,
+    MESSAGE_OVERHEAD,
+    REPLY_PRIMING,
+    Counting,
+    TokenCounter,
+    context_window,
+)
 from bot.tools.base import ToolContext
 from bot.tools.loop import TOOL_RULE, fit_to_window, run_loop
 from bot.tools.registry import Toolbox, TurnTools
@@ -239,6 +247,15 @@ class Prompt:
     used: int
     dropped: int
     notices: list[str]
+    #: Hits whose sources did not fit.
+    sources_dropped: int = 0
+    #: Counted with `BYTE_BOUND`: `prompt_tokens` is an upper bound, not the exact count.
+    bounded: bool = False
+
+    @property
+    def whole(self) -> bool:
+        """Nothing was left out to fit the window."""
+        return not self.dropped and not self.sources_dropped
 
 
 class ConversationManager:
@@ -361,8 +378,32 @@ class ConversationManager:
         if eff.strict and not any(h.score >= eff.kb_score_floor for h in hits):
             return await self._no_source(turn, eff, hits, degraded, timings, started)
 
-        prompt = self.build_prompt(turn, eff, history, hits)
+        prompt = await self._fit(turn, eff, history, hits)
         prompt.notices[:0] = degraded
+        tools = await self._open_tools(turn, eff) if loaded.tools_allowed else None
+        if tools is not None:
+            await self.tokens.ensure(eff.model)  # the tool loop fits every step exactly
+        reservation = None
+        t = time.perf_counter()
+        if self.spend is not None and tools is None:
+            try:
+                reservation = await self._reserve(turn, eff, prompt)
+            except OverBudget:
+                if not prompt.bounded:
+                    raise
+                # The bound held too much for what is left of the budget: the exact
+                # count may fit, so count exactly and ask once more.
+                await self.tokens.ensure(eff.model)
+                prompt = self.build_prompt(turn, eff, history, hits)
+                prompt.notices[:0] = degraded
+                try:
+                    reservation = await self._reserve(turn, eff, prompt)
+                except SQLAlchemyError as exc:
+                    raise _storage(exc) from None
+            except SQLAlchemyError as exc:
+                raise _storage(exc) from None
+            prompt.notices.extend(reservation.notices)
+        timings["reserve_ms"] = _ms(t)
         request = ChatRequest(
             model=eff.model,
             messages=prompt.messages,
@@ -371,27 +412,6 @@ class ConversationManager:
             logprobs=True,
             deadline_seconds=self.settings.openai.total_timeout_seconds or None,
         )
-
-        tools = await self._open_tools(turn, eff) if loaded.tools_allowed else None
-        reservation = None
-        t = time.perf_counter()
-        if self.spend is not None and tools is None:
-            try:
-                reservation = await self.spend.reserve(
-                    workspace_id=turn.workspace_id,
-                    channel_id=turn.channel_id,
-                    user_id=turn.user_id,
-                    model=eff.model,
-                    prompt_tokens=prompt.prompt_tokens,
-                    max_output_tokens=eff.max_answer_tokens,
-                    event_id=turn.event_id,
-                )
-            except SQLAlchemyError as exc:
-                # No reservation, no LLM call: nobody spends what the ledger cannot record.
-                log.warning("Could not reserve budget: %s", type(exc).__name__)
-                raise StorageUnavailable(type(exc).__name__) from None
-            prompt.notices.extend(reservation.notices)
-        timings["reserve_ms"] = _ms(t)
         t = time.perf_counter()
         sink = _Sink(on_delta, turn.thread_key)
         try:
@@ -453,6 +473,47 @@ class ConversationManager:
         timings["total_ms"] = _ms(started)
         return answer
 
+    async def _fit(
+        self,
+        turn: Turn,
+        eff: EffectiveSettings,
+        history: Sequence[HistoryMessage],
+        hits: Sequence[RetrievedHit],
+    ) -> Prompt:
+        """The prompt, fitted with `BYTE_BOUND` when that leaves nothing out; else (or when
+        the encoding is loaded anyway) with exact counts. Whatever fits by its bytes fits
+        by its tokens, so loading the tokenizer waits until a thread is long enough for a
+        count to decide something."""
+        if not self.tokens.is_loaded(eff.model):
+            try:
+                bounded = self.build_prompt(turn, eff, history, hits, counter=BYTE_BOUND)
+            except MessageTooLong:
+                bounded = None
+            if bounded is not None and bounded.whole:
+                return bounded
+            await self.tokens.ensure(eff.model)
+        prompt = self.build_prompt(turn, eff, history, hits)
+        if prompt.dropped:
+            log.info(
+                "Trimmed %d old turns of %s to fit %s's window.",
+                prompt.dropped,
+                turn.thread_key,
+                eff.model,
+            )
+        return prompt
+
+    async def _reserve(self, turn: Turn, eff: EffectiveSettings, prompt: Prompt) -> Reservation:
+        assert self.spend is not None
+        return await self.spend.reserve(
+            workspace_id=turn.workspace_id,
+            channel_id=turn.channel_id,
+            user_id=turn.user_id,
+            model=eff.model,
+            prompt_tokens=prompt.prompt_tokens,
+            max_output_tokens=eff.max_answer_tokens,
+            event_id=turn.event_id,
+        )
+
     async def _assess(
         self,
         turn: Turn,
@@ -500,7 +561,10 @@ class ConversationManager:
                     channel_id=turn.channel_id,
                     user_id=turn.user_id,
                     model=request.model,
-                    prompt_tokens=self.tokens.count_messages(request.messages, request.model),
+                    # An upper bound unless the encoding is loaded anyway (settled exactly).
+                    prompt_tokens=self.tokens.now(request.model).count_messages(
+                        request.messages, request.model
+                    ),
                     max_output_tokens=request.max_tokens,
                     # The answer's reservation holds the event id; the judge is its own call.
                     event_id=f"{turn.event_id}:judge" if turn.event_id else None,
@@ -699,8 +763,13 @@ class ConversationManager:
             if not text:
                 await self.spend.release(reservation, reason="llm_error")
                 return
+            # A bill is counted exactly, never by a bound.
+            await self.tokens.ensure(request.model)
+            prompt_tokens = prompt.prompt_tokens
+            if prompt.bounded:
+                prompt_tokens = self.tokens.count_messages(request.messages, request.model)
             usage = Usage(
-                prompt_tokens=prompt.prompt_tokens,
+                prompt_tokens=prompt_tokens,
                 completion_tokens=self.tokens.count(text, request.model),
                 estimated=True,
             )
@@ -734,8 +803,12 @@ class ConversationManager:
         eff: EffectiveSettings,
         history: Sequence[HistoryMessage],
         hits: Sequence[RetrievedHit],
+        *,
+        counter: Counting | None = None,
     ) -> Prompt:
-        """System message + sources + trimmed history + the new message."""
+        """System message + sources + trimmed history + the new message, measured with
+        `counter` (default: the exact `self.tokens`)."""
+        tokens = counter or self.tokens
         model = eff.model
         notices: list[str] = []
         system = channels.render_system_message(
@@ -761,32 +834,29 @@ class ConversationManager:
         window = context_window(model, self.settings.candor.context_windows)
         budget = int(window * (1 - SAFETY_MARGIN)) - eff.max_answer_tokens - REPLY_PRIMING
         fixed = (
-            self.tokens.count(system, model)
-            + self.tokens.count_content(user_content, model)
+            tokens.count(system, model)
+            + tokens.count_content(user_content, model)
             + 2 * MESSAGE_OVERHEAD
         )
         if fixed > budget:
             raise MessageTooLong(f"{fixed} tokens of fixed prompt for a budget of {budget}")
 
         reference: dict[str, Any] | None = None
+        kept = 0
         if hits:
-            room = int((budget - fixed) * share) - self.tokens.count(rule, model)
-            sources, kept = self._sources_block(hits, model, room)
+            room = int((budget - fixed) * share) - tokens.count(rule, model)
+            sources, kept = self._sources_block(hits, model, room, tokens)
             if kept:
                 # The sources are data in a message of their own, never part of the system
                 # message: a chunk saying "ignore your instructions" is text to quote.
                 system = system + "\n\n" + rule
                 reference = {"role": "user", "content": sources}
-                fixed += (
-                    self.tokens.count(sources, model)
-                    + self.tokens.count(rule, model)
-                    + MESSAGE_OVERHEAD
-                )
+                fixed += tokens.count(sources, model) + tokens.count(rule, model) + MESSAGE_OVERHEAD
 
         available = budget - fixed
         kept_history: list[dict[str, Any]] = []
         for message in reversed(history):
-            cost = self.tokens.count(message.text, model) + MESSAGE_OVERHEAD
+            cost = tokens.count(message.text, model) + MESSAGE_OVERHEAD
             if cost > available:
                 break
             available -= cost
@@ -794,10 +864,6 @@ class ConversationManager:
             kept_history.append({"role": role, "content": message.text})
         kept_history.reverse()
         dropped = len(history) - len(kept_history)
-        if dropped:
-            log.info(
-                "Trimmed %d old turns of %s to fit %s's window.", dropped, turn.thread_key, model
-            )
 
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         messages.extend(kept_history)
@@ -806,10 +872,12 @@ class ConversationManager:
         messages.append({"role": "user", "content": user_content})
         return Prompt(
             messages=messages,
-            prompt_tokens=self.tokens.count_messages(messages, model),
+            prompt_tokens=tokens.count_messages(messages, model),
             used=len(kept_history),
             dropped=dropped,
             notices=notices,
+            sources_dropped=len(hits) - kept,
+            bounded=tokens is BYTE_BOUND,
         )
 
     def _user_content(self, turn: Turn, model: str, notices: list[str]) -> Any:
@@ -839,7 +907,7 @@ class ConversationManager:
         return parts
 
     def _sources_block(
-        self, hits: Sequence[RetrievedHit], model: str, room: int
+        self, hits: Sequence[RetrievedHit], model: str, room: int, tokens: Counting
     ) -> tuple[str, int]:
         """The reference message: numbered sources between `<reference_data>` tags.
 
@@ -848,13 +916,13 @@ class ConversationManager:
         """
         lines = [f"<{REFERENCE_TAG}>", REFERENCE_HEADER]
         end = f"</{REFERENCE_TAG}>"
-        used = self.tokens.count("\n".join(lines) + end, model)
+        used = tokens.count("\n".join(lines) + end, model)
         kept = 0
         for hit in hits:
             title = _defuse_tags(as_data(hit.title, limit=200))
             link = _defuse_tags(as_data(hit.link, limit=500))
             entry = f"<source>\n[{hit.index}] {title} ({link})\n{_defuse_tags(hit.text)}\n</source>"
-            cost = self.tokens.count(entry, model)
+            cost = tokens.count(entry, model)
             if used + cost > room:
                 break
             lines.append(entry)
@@ -908,7 +976,7 @@ class ConversationManager:
                 **base,
                 "role": "user",
                 "text": turn.text,
-                "token_count": self.tokens.count(turn.text, answer.model),
+                "token_count": self.tokens.approx(turn.text, answer.model),
                 "user_id": turn.user_id,
                 "model": None,
             },
@@ -980,6 +1048,12 @@ def _citations(text: str, hits: Sequence[RetrievedHit]) -> list[Citation]:
         for h in hits
         if h.index in cited
     ]
+
+
+def _storage(exc: SQLAlchemyError) -> StorageUnavailable:
+    """No reservation, no LLM call: nobody spends what the ledger cannot record."""
+    log.warning("Could not reserve budget: %s", type(exc).__name__)
+    return StorageUnavailable(type(exc).__name__)
 
 
 def _ms(since: float) -> float:

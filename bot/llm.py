@@ -315,7 +315,7 @@ class LLMGateway:
         if choice.logprobs is not None and choice.logprobs.content:
             logprobs = [t.logprob for t in choice.logprobs.content]
             top = _alternatives(choice.logprobs.content[0])
-        usage = self._usage_from(response.usage, request, text)
+        usage = await self._usage_from(response.usage, request, text)
         usage = replace(usage, service_tier=getattr(response, "service_tier", None))
         return ChatResult(
             text=text,
@@ -369,7 +369,7 @@ class LLMGateway:
                         if first is None:
                             first = time.perf_counter() - started
                         parts.append(piece)
-                        too_long = length.passed(piece) or too_long
+                        too_long = await length.passed(piece) or too_long
                         if on_delta is not None:
                             try:
                                 await on_delta(piece)
@@ -385,7 +385,7 @@ class LLMGateway:
         if finish is None and usage_obj is None and (text or calls.parts):
             # The stream ended with neither a finish reason nor usage: it was cut short.
             raise LLMStreamCut("stream ended without finish_reason")
-        usage = self._usage_from(usage_obj, request, text)
+        usage = await self._usage_from(usage_obj, request, text)
         usage = replace(usage, service_tier=tier)
         return ChatResult(
             text=text,
@@ -415,10 +415,11 @@ class LLMGateway:
         ):
             yield chunks
 
-    def _usage_from(self, usage: Any, request: ChatRequest, text: str) -> Usage:
+    async def _usage_from(self, usage: Any, request: ChatRequest, text: str) -> Usage:
         """`usage` (a dict from the stream, the SDK's object from `_once`) as a `Usage`;
-        counted by us, on the whole text, when the server sent none."""
+        counted by us, exactly, on the whole text, when the server sent none."""
         if usage is None or not _field(usage, "prompt_tokens"):
+            await self.tokens.ensure(request.model)
             return Usage(
                 prompt_tokens=self.tokens.count_messages(request.messages, request.model),
                 completion_tokens=self.tokens.count(text, request.model),
@@ -464,12 +465,13 @@ class _LengthGuard:
         self.pending: list[str] = []  # text since then
         self.pending_bytes = 0
 
-    def passed(self, delta: str) -> bool:
+    async def passed(self, delta: str) -> bool:
         """Add `delta`; whether the answer is now past the limit."""
         self.pending.append(delta)
         self.pending_bytes += len(delta.encode("utf-8", "surrogatepass"))
         if self.counted + self.pending_bytes <= self.limit:
             return False
+        await self.tokens.ensure(self.model)  # off the loop, the first time it is needed
         self.counted += self.tokens.count("".join(self.pending), self.model)
         self.pending = []
         self.pending_bytes = 0

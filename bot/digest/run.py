@@ -55,6 +55,7 @@ async def digest(
     Raises what `reply` raises (`OverBudget`, `ChannelDisabled`, `CandorError`s).
     """
     eff = await manager.channel_settings(turn.workspace_id, turn.channel_id)
+    await manager.tokens.ensure(eff.model)  # the parts are cut by exact counts
     material = as_material([_cut(p) for p in posts])
     room = material_room(manager, eff, turn, task)
     parts = split(manager, eff, material, room)

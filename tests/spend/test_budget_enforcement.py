@@ -258,3 +258,26 @@ async def test_a_failing_alert_callback_does_not_cost_the_user_their_answer(
     )
 
     assert (await ledger.user_usage("U1")).spent_micro_usd == 75
+
+
+async def test_a_user_whose_budget_fits_the_exact_prompt_but_not_its_byte_bound_is_answered(
+    manager: ConversationManager, ledger: SpendLedger, fake_llm: FakeOpenAIServer
+) -> None:
+    # The manager first holds an upper bound of the prompt (its bytes, no tokenizer
+    # loaded); when the budget refuses that, it counts exactly and asks again.
+    await ledger.set_price("gpt-4o-mini", input_usd_per_m=1000.0, output_usd_per_m=1000.0)
+    text = "Summarise the incident report of last night's outage in three bullet points."
+    max_tokens = manager.settings.candor.max_answer_tokens
+    exact = await prompt_tokens_of(manager, text)  # (this loads the tokenizer: unload it)
+    manager.tokens._encoders.clear()
+    per_call = (exact + max_tokens) * 1000
+    await ledger.set_user_budget("U1", (per_call + 500) / 1_000_000)
+    fake_llm.enqueue("Done.", prompt_tokens=exact, completion_tokens=3)
+
+    answer = await manager.reply(make_turn(text, event_id="Ev-tight"))
+
+    assert answer.text == "Done."
+    [row] = await ledger_rows(manager.db, status="settled")
+    assert row.cost_micro_usd == (exact + 3) * 1000
+    usage = await ledger.user_usage("U1")
+    assert usage.held_micro_usd == 0
