@@ -23,8 +23,11 @@ cost). OpenAI's `prompt_tokens` includes the cached ones, so for a flat price
 
     cost = (prompt - cached) * input + cached * cached_input + completion * output
 
-and reasoning tokens are already part of `completion_tokens`. A list price with tiers is
-computed by `genai-prices` itself (the tier is chosen by the prompt's size).
+and reasoning tokens are already part of `completion_tokens`. A list price with tiers (or any
+price part besides input, cached input and output) is computed by `genai-prices` itself (the
+tier is chosen by the prompt's size); a plain list price, which most are, is computed with the
+formula above from integer rates taken once from its `Decimal`s, because `calc_price` costs
+tens of microseconds and runs twice per answer. Both give the same micro-USD (see `_FlatRates`).
 
 Generated images are billed per image (`image_price_for`): an admin price
 (`/candor image-price`), the list prices in `IMAGE_LIST_USD`, else `DEFAULT_IMAGE_USD`.
@@ -36,15 +39,16 @@ rules per model, which are exact enough not to bill `o3-pro` at `o3`'s price.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import MAX_PREC, ROUND_CEILING, Context, Decimal
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +56,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.spend_models import ImagePriceRow, ModelPriceRow
 from bot.db.statements import table
 from bot.settings import BudgetSettings
+
+if TYPE_CHECKING:
+    from genai_prices.units import UnitDef, UnitRegistry
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +109,12 @@ class ModelPrice:
     matched: str = ""  # the model id the source knows it by, e.g. `openai/gpt-4o`
     service_tier: str | None = None
     list_price: Any = field(default=None, compare=False, repr=False)
+    #: `list_price` as integer rates when it is plain (`_flat_rates`), else None.
+    _flat: _FlatRates | None = field(init=False, default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.list_price is not None:
+            object.__setattr__(self, "_flat", _flat_rates(self.list_price))
 
     def cost_micro_usd(
         self, *, prompt_tokens: int, cached_tokens: int = 0, completion_tokens: int = 0
@@ -111,19 +124,30 @@ class ModelPrice:
         cached = max(0, min(cached_tokens, prompt))
         completion = max(0, completion_tokens)
         if self.list_price is not None:
-            from genai_prices import Usage as ListUsage
-
-            usage = ListUsage(
-                input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion
-            )
-            total_usd = Decimal(self.list_price.calc_price(usage)["total_price"])
-            return int((total_usd * MICRO).to_integral_value(rounding=ROUND_CEILING))
+            flat = self._flat
+            if flat is not None:
+                scaled = (
+                    (prompt - cached) * flat.input
+                    + cached * flat.cached_input
+                    + completion * flat.output
+                )
+                if scaled < _DECIMAL_EXACT:
+                    return -(-scaled // flat.scale)
+            return self._list_cost(prompt, cached, completion)
         total = (
             (prompt - cached) * self.input_micro_usd_per_m
             + cached * self.cached_input_micro_usd_per_m
             + completion * self.output_micro_usd_per_m
         )
         return -(-total // PER_TOKENS)
+
+    def _list_cost(self, prompt: int, cached: int, completion: int) -> int:
+        """The cost as `genai-prices` computes it (tiers and every other price part)."""
+        from genai_prices import Usage as ListUsage
+
+        usage = ListUsage(input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion)
+        total_usd = Decimal(self.list_price.calc_price(usage)["total_price"])
+        return int((total_usd * MICRO).to_integral_value(rounding=ROUND_CEILING))
 
     def applies_at_tier(self, service_tier: str | None) -> bool:
         """Whether this price is also the one for a call served at `service_tier`.
@@ -252,6 +276,120 @@ class ListPrices:
                 list_price=listed,
             )
         return None
+
+
+class _FlatRates(NamedTuple):
+    """A plain list price as integers: `rate / scale` is USD per 1M tokens.
+
+    A call's cost in micro-USD is then `sum(tokens * rate) / scale`, rounded up, with no
+    `Decimal`, usage object or unit lookup in sight. `calc_price` computes the same sum in
+    `Decimal` (each part `price * tokens / 1_000_000`) in the default 28-digit context (Candor
+    never changes it), and every step is exact while `sum(tokens * rate)` has fewer than 28
+    digits: no coefficient it forms is larger than that sum (`* MICRO` only appends zeros).
+    `cost_micro_usd` checks that bound (`_DECIMAL_EXACT`) and leaves a larger call, where
+    `calc_price` itself rounds, to `calc_price`; so both ways give the same micro-USD.
+    """
+
+    input: int
+    cached_input: int
+    output: int
+    scale: int
+
+
+#: Below this, `calc_price`'s `Decimal` arithmetic is exact (the default context's 28 digits).
+_DECIMAL_EXACT = 10**28
+#: The price parts `_FlatRates` computes, and the usage units they price.
+_FLAT_KEYS = frozenset({"input_mtok", "cache_read_mtok", "output_mtok"})
+_FLAT_UNITS = ("input_tokens", "cache_read_tokens", "output_tokens")
+#: Scales a rate to an integer without rounding it, however many digits it has.
+_UNROUNDED = Context(prec=MAX_PREC)
+
+
+def _flat_rates(listed: Any) -> _FlatRates | None:
+    """`listed` (a `genai-prices` `ModelPrice`) as integer rates, or None unless it is plain.
+
+    Plain: no tiers, every part a finite non-negative `Decimal` that `calc_price` accepts, and
+    any part besides input, cached input and output one that a usage of only those tokens
+    leaves at zero (`_inert`: web searches, audio, cache writes). Anything else, a per-request
+    price above all, is left to `calc_price`.
+    """
+    from genai_prices.types import ModelPrice as ListModelPrice
+
+    if type(listed) is not ListModelPrice:
+        return None
+    rates: dict[str, Decimal] = {}
+    # calc_price prices exactly the public, non-None entries of the object's __dict__.
+    for key, value in vars(listed).items():
+        if value is None or key.startswith("_"):
+            continue
+        if type(value) is not Decimal or not value.is_finite() or value < 0:
+            return None  # tiered, or a value calc_price refuses
+        rates[key] = value
+    if not _plain_parts(tuple(rates)):
+        return None
+    zero = Decimal(0)
+    input_rate = rates.get("input_mtok", zero)
+    # Without a cached-input price, calc_price bills cached tokens as input tokens.
+    cached_rate = rates.get("cache_read_mtok", input_rate)
+    output_rate = rates.get("output_mtok", zero)
+    places = max(0, -_exponent(input_rate), -_exponent(cached_rate), -_exponent(output_rate))
+    return _FlatRates(
+        input=int(input_rate.scaleb(places, _UNROUNDED)),
+        cached_input=int(cached_rate.scaleb(places, _UNROUNDED)),
+        output=int(output_rate.scaleb(places, _UNROUNDED)),
+        scale=10**places,
+    )
+
+
+@functools.cache
+def _plain_parts(keys: tuple[str, ...]) -> bool:
+    """Whether a price of these parts (flat `Decimal`s) is plain. Cached: the check takes
+    tens of microseconds, and every list price lookup asks."""
+    from genai_prices.validation import validate_priced_units
+
+    registry = _unit_registry()
+    try:
+        units = [registry.unit_for_price_key(key) for key in keys]
+    except KeyError:
+        return False  # a part calc_price does not know: it warns (and ignores it)
+    for key, unit in zip(keys, units, strict=True):
+        if key not in _FLAT_KEYS and not _inert(unit, registry):
+            return False
+    try:
+        validate_priced_units(units, registry)
+    except ValueError:
+        return False  # calc_price refuses this price (e.g. cached input without input)
+    return True
+
+
+def _inert(unit: UnitDef, registry: UnitRegistry) -> bool:
+    """Whether `calc_price` counts zero of `unit` for a usage of input, cache-read and output
+    tokens, leaving the count of those as it is.
+
+    It counts 1 request for a per-request price whatever the usage; it infers a unit the usage
+    does not report as 0 unless the unit covers a reported one (`{tokens, input}` covers cache
+    reads), and these three units form no join. A zero count takes nothing from the units
+    around it, so only a unit covering one of the three, or `requests`, is not inert.
+    """
+    if unit.usage_key == "requests":
+        return False
+    dimensions = unit.dimensions.items()
+    return not any(dimensions <= registry.units[key].dimensions.items() for key in _FLAT_UNITS)
+
+
+@functools.cache
+def _unit_registry() -> UnitRegistry:
+    """`genai-prices`' unit registry, built once from its bundled unit data as it builds its own."""
+    from genai_prices.data_units import unit_data
+    from genai_prices.units import UnitRegistry
+
+    return UnitRegistry(unit_data)
+
+
+def _exponent(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, checked by the caller
+    return exponent
 
 
 def _per_m(value: Any) -> int:
