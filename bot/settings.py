@@ -195,6 +195,9 @@ class CandorSettings(BaseSettings):
     # Socket Mode: port for /healthz, /readyz and /metrics (0 = none). HTTP mode serves
     # them on the Slack port.
     health_port: int = Field(default=0, ge=0, le=65535)
+    # The event loop `candor serve` runs on: uvloop (libuv; less CPU per network event),
+    # asyncio (the standard library's), or auto (uvloop when it is installed).
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     # How many replicas run (the deployment sets it). Above 1, DATABASE_URL must name
     # Postgres and QDRANT_URL a Qdrant server, or Candor refuses to start.
     replicas: int = Field(default=1, ge=1)

@@ -36,7 +36,8 @@ class FrontDesk:
 
     def __init__(self, main: asyncio.AbstractEventLoop) -> None:
         self.main = main
-        self.loop = asyncio.new_event_loop()
+        # A loop of the main loop's kind: uvloop's when `candor serve` runs on it.
+        self.loop: asyncio.AbstractEventLoop = type(main)()
         self._thread = threading.Thread(target=self._run, name="candor-front-desk", daemon=True)
         self._thread.start()
 

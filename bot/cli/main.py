@@ -103,6 +103,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(work: Coroutine[Any, Any, int], args: argparse.Namespace, settings: Settings) -> int:
+    """Run a command; `serve` on the event loop `CANDOR_EVENT_LOOP` names (other commands
+    are short and stay on asyncio's)."""
+    choice = settings.candor.event_loop if args.command == "serve" else "asyncio"
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                work.close()
+                raise ConfigError(
+                    "CANDOR_EVENT_LOOP=uvloop, but uvloop is not installed: "
+                    "run `pip install uvloop` or set CANDOR_EVENT_LOOP=auto."
+                ) from None
+        else:
+            return uvloop.run(work)
+    return asyncio.run(work)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -114,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args, settings)
     command = _commands()[args.command]
     try:
-        return asyncio.run(command(args, settings))
+        return _run(command(args, settings), args, settings)
     except KeyboardInterrupt:
         return 130
     except (ConfigError, CandorError) as exc:
