@@ -162,7 +162,7 @@ class SpendAdmin:
 
     async def list_prices(self) -> list[ModelPrice]:
         async with self.db.sessions() as session:
-            return await self.prices.list_prices(session)
+            return await self.prices.list_prices(session, at=self.clock.now())
 
     async def set_price(
         self,
@@ -176,7 +176,7 @@ class SpendAdmin:
     ) -> ModelPrice:
         now = self.clock.now()
         async with self.db.write() as session:
-            before = await self.prices.price_for(session, model)
+            before = await self.prices.price_for(session, model, at=now)
             try:
                 after = await prices.set_price(
                     session,

@@ -45,7 +45,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import MAX_PREC, ROUND_CEILING, Context, Decimal
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -240,7 +240,7 @@ class ListPrices:
         self.version = f"{LIST}@{genai_prices.__version__}"
 
     def price(
-        self, model: str, *, at: datetime | None = None, service_tier: str | None = None
+        self, model: str, *, at: datetime, service_tier: str | None = None
     ) -> ModelPrice | None:
         from genai_prices import data_snapshot
 
@@ -256,10 +256,9 @@ class ListPrices:
                 provider, info = snapshot.find_provider_model(ref, None, provider_id, None)
             except LookupError:
                 continue
-            when = at if at is not None else datetime.now(UTC)
             tier = (service_tier or "").strip().lower()
             context = None if tier in _STANDARD_TIERS else {"service_tier": tier}
-            listed = info.get_prices(when, context)
+            listed = info.get_prices(at, context)
             return ModelPrice(
                 model=model,
                 input_micro_usd_per_m=_per_m(listed.input_mtok),
@@ -431,7 +430,7 @@ class PriceBook:
         session: AsyncSession,
         model: str,
         *,
-        at: datetime | None = None,
+        at: datetime,
         service_tier: str | None = None,
     ) -> ModelPrice:
         """The price that applies to `model` at `at` (one small query for overrides).
@@ -467,7 +466,7 @@ class PriceBook:
         session: AsyncSession,
         *,
         models: Iterable[str] = (),
-        at: datetime | None = None,
+        at: datetime,
     ) -> list[ModelPrice]:
         """The prices of the featured models, `models`, the local table and every override,
         each as `price_for` would bill it, sorted by model."""

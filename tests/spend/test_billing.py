@@ -47,12 +47,12 @@ async def test_list_prices_cover_current_openai_models_and_the_local_model_is_fr
 ) -> None:
     async with ledger.db.sessions() as session:
         for model in REQUIRED_MODELS:
-            price = await ledger.prices.price_for(session, model)
+            price = await ledger.prices.price_for(session, model, at=ledger.clock.now())
             assert price.source == "genai-prices", model
             assert price.input_micro_usd_per_m > 0, model
             assert price.cached_input_micro_usd_per_m <= price.input_micro_usd_per_m, model
-        mini = await ledger.prices.price_for(session, "gpt-4o-mini")
-        local = await ledger.prices.price_for(session, "gemma3-270m")
+        mini = await ledger.prices.price_for(session, "gpt-4o-mini", at=ledger.clock.now())
+        local = await ledger.prices.price_for(session, "gemma3-270m", at=ledger.clock.now())
     assert mini.cached_input_micro_usd_per_m == 75_000
     assert local.source == "candor-local"
     assert local.cost_micro_usd(prompt_tokens=10**6, completion_tokens=10**6) == 0
@@ -135,15 +135,17 @@ async def test_an_admin_price_overrides_the_table_until_removed(
     assert prices["gpt-4o"].source == "genai-prices"
 
     async with ledger.db.sessions() as session:
-        dated = await ledger.prices.price_for(session, "gpt-4o-2024-08-06")
-        family = await ledger.prices.price_for(session, "gpt-4o")
+        dated = await ledger.prices.price_for(session, "gpt-4o-2024-08-06", at=ledger.clock.now())
+        family = await ledger.prices.price_for(session, "gpt-4o", at=ledger.clock.now())
     assert dated.version.startswith("override@")
     assert family.source == "genai-prices"
 
     assert await ledger.remove_price_override("acme-llm-7b") is True
     assert await ledger.remove_price_override("acme-llm-7b") is False
     async with ledger.db.sessions() as session:
-        assert (await ledger.prices.price_for(session, "acme-llm-7b")).source == "default"
+        assert (
+            await ledger.prices.price_for(session, "acme-llm-7b", at=ledger.clock.now())
+        ).source == "default"
 
 
 async def test_embedding_calls_are_billed_once_per_event_and_count_for_the_user(
