@@ -432,15 +432,15 @@ class ConversationManager:
             prompt.notices.append(
                 f"The answer stops at the maximum length of {eff.max_answer_tokens:,} tokens."
             )
-        t = time.perf_counter()
-        if self.spend is not None and reservation is not None:
-            # If settling fails the reservation stays held: it covers the worst case, so
-            # a database hiccup can over-hold a user's budget but never lose spend.
-            try:
-                await self.spend.settle(reservation, model=result.model, usage=result.usage)
-            except Exception:
-                log.exception("Could not settle the spend of event %s", turn.event_id)
-        timings["settle_ms"] = _ms(t)
+        # The bill is settled with the answer's storing, in one transaction, unless a judge
+        # call comes first: then before it, so a shutdown during the judge loses no spend.
+        # (Without a judge nothing between here and the store waits on anything.)
+        unsettled = reservation if self.spend is not None else None
+        if unsettled is not None and eff.judge_model:
+            t = time.perf_counter()
+            await self._settle(unsettled, result, turn)
+            timings["settle_ms"] = _ms(t)
+            unsettled = None
 
         t = time.perf_counter()
         assessment = await self._assess(turn, eff, hits, result, retrieval_ran=retrieval_ran)
@@ -468,10 +468,58 @@ class ConversationManager:
         if tools is not None:
             answer.tool_calls = [call.as_dict() for call in tools.calls]
         t = time.perf_counter()
-        answer.answer_id = await self._store(turn, eff, answer)
+        if unsettled is not None:
+            answer.answer_id = await self._settle_and_store(unsettled, result, turn, eff, answer)
+        else:
+            answer.answer_id = await self._store(turn, eff, answer)
         timings["store_ms"] = _ms(t)
         timings["total_ms"] = _ms(started)
         return answer
+
+    async def _settle(self, reservation: Reservation, result: ChatResult, turn: Turn) -> None:
+        """Bill the call. If settling fails the reservation stays held: it covers the
+        worst case, so a database hiccup can over-hold a user's budget but never lose
+        spend."""
+        assert self.spend is not None
+        try:
+            await self.spend.settle(reservation, model=result.model, usage=result.usage)
+        except Exception:
+            log.exception("Could not settle the spend of event %s", turn.event_id)
+
+    async def _settle_and_store(
+        self,
+        reservation: Reservation,
+        result: ChatResult,
+        turn: Turn,
+        eff: EffectiveSettings,
+        answer: Answer,
+    ) -> int | None:
+        """Bill the call and store the turns in one transaction (one commit, not two).
+
+        Should that transaction fail, nothing of it stays: the bill is settled on its own
+        (a settle of a settled reservation does nothing), then the turns stored on their
+        own, so a storing problem never costs the bill.
+        """
+        assert self.spend is not None
+        stored: list[int] = []
+
+        async def store(session: Any) -> None:
+            stored.append(await self._store_rows(session, turn, eff, answer))
+
+        try:
+            await self.spend.settle(reservation, model=result.model, usage=result.usage, also=store)
+        except Exception as exc:
+            log.warning(
+                "Settling and storing %s together failed (%s); doing them apart.",
+                turn.thread_key,
+                type(exc).__name__,
+            )
+            await self._settle(reservation, result, turn)
+            return await self._store(turn, eff, answer)
+        if not stored:  # the guard had nothing to settle, so it stored nothing either
+            return await self._store(turn, eff, answer)
+        set_log_context(answer_id=stored[0])  # later log lines of this turn carry it
+        return stored[0]
 
     async def _fit(
         self,
@@ -932,42 +980,46 @@ class ConversationManager:
         return "\n".join(lines), kept
 
     async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
-        model = answer.model
-        now = self.clock.now()
         try:
             async with self.db.write() as session:
-                base = {
-                    "workspace_id": turn.workspace_id,
-                    "channel_id": turn.channel_id,
-                    "thread_key": turn.thread_key,
-                    "event_id": turn.event_id,
-                }
-                answer_id = await repo.store_exchange(
-                    session,
-                    now=now,
-                    turns=self._turn_rows(turn, answer, base) if turn.remember else (),
-                    answer={
-                        **base,
-                        "user_id": turn.user_id,
-                        "model": model,
-                        "text": answer.text,
-                        "prompt_tokens": answer.usage.prompt_tokens,
-                        "completion_tokens": answer.usage.completion_tokens,
-                        "usage_estimated": answer.usage.estimated,
-                        "hits": [h.as_dict() for h in answer.hits] or None,
-                        "confidence": answer.confidence,
-                        "flagged": answer.flagged,
-                        "reasons": list(answer.reasons) or None,
-                        "signals": answer.signals or None,
-                    },
-                )
-                set_log_context(answer_id=answer_id)  # later log lines of this turn carry it
-                return answer_id
+                answer_id = await self._store_rows(session, turn, eff, answer)
         except Exception:
             # The user already has the answer; losing thread memory is better than
             # failing the reply. Spend was settled separately.
             log.exception("Could not store the turns of %s", turn.thread_key)
             return None
+        set_log_context(answer_id=answer_id)  # later log lines of this turn carry it
+        return answer_id
+
+    async def _store_rows(
+        self, session: AsyncSession, turn: Turn, eff: EffectiveSettings, answer: Answer
+    ) -> int:
+        """Both turns (unless the turn is not remembered) and the answer, in `session`."""
+        base = {
+            "workspace_id": turn.workspace_id,
+            "channel_id": turn.channel_id,
+            "thread_key": turn.thread_key,
+            "event_id": turn.event_id,
+        }
+        return await repo.store_exchange(
+            session,
+            now=self.clock.now(),
+            turns=self._turn_rows(turn, answer, base) if turn.remember else (),
+            answer={
+                **base,
+                "user_id": turn.user_id,
+                "model": answer.model,
+                "text": answer.text,
+                "prompt_tokens": answer.usage.prompt_tokens,
+                "completion_tokens": answer.usage.completion_tokens,
+                "usage_estimated": answer.usage.estimated,
+                "hits": [h.as_dict() for h in answer.hits] or None,
+                "confidence": answer.confidence,
+                "flagged": answer.flagged,
+                "reasons": list(answer.reasons) or None,
+                "signals": answer.signals or None,
+            },
+        )
 
     def _turn_rows(self, turn: Turn, answer: Answer, base: dict[str, Any]) -> list[dict[str, Any]]:
         """Both turns of the thread, so later messages there have their history."""

@@ -7,6 +7,7 @@ through `Deps`, and tests can hand in their own.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -61,7 +62,15 @@ class SpendGuard(Protocol):
         event_id: str | None,
     ) -> Reservation: ...
 
-    async def settle(self, reservation: Reservation, *, model: str, usage: Usage) -> None: ...
+    async def settle(
+        self,
+        reservation: Reservation,
+        *,
+        model: str,
+        usage: Usage,
+        also: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> None:
+        """`also(session)` runs in the settle's own transaction, after the bill."""
 
     async def release(self, reservation: Reservation, *, reason: str) -> None: ...
 

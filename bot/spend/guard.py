@@ -205,13 +205,25 @@ class SpendLedger:
             budget=budget,
         )
 
-    async def settle(self, reservation: Reservation, *, model: str, usage: Usage) -> None:
+    async def settle(
+        self,
+        reservation: Reservation,
+        *,
+        model: str,
+        usage: Usage,
+        also: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    ) -> None:
         """Bill the call at its actual cost; a second settle of one reservation does nothing.
 
         The price and budget come from the reserve (`PricedReservation`) when the response
         names the model that was priced and no service tier with a price of its own:
         the call is billed at the price in force when it was reserved, and the settle is
         one transaction of three statements. Otherwise they are read in that transaction.
+
+        `also` runs in the same transaction after the bill (the conversation manager
+        stores the answer there: one commit for both). If it raises, nothing of the
+        transaction stays and the error propagates; once the transaction is committed,
+        nothing here raises.
         """
         if reservation.id is None:
             return
@@ -240,6 +252,8 @@ class SpendLedger:
                 )
             if row is None:
                 log.info("Reservation %s is already settled; not billing it again.", reservation.id)
+                if also is not None:
+                    await also(session)
                 return
             if price is None:
                 price = await self.prices.price_for(
@@ -272,8 +286,13 @@ class SpendLedger:
                 session, user_id=row.user_id, period_key=row.period_key, flag="admins_alerted"
             ):
                 alert_text = _admin_alert(row.user_id, spent, budget)
+            if also is not None:
+                await also(session)
         if self.on_billed is not None:
-            self.on_billed(model, usage, cost)
+            try:
+                self.on_billed(model, usage, cost)
+            except Exception:  # metrics must not fail a committed bill
+                log.exception("Could not count the bill in the metrics.")
         if alert_text is not None:
             await self._send_alert(alert_text)
 

@@ -6,6 +6,7 @@ import logging
 
 import genai_prices
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.conversation import ConversationManager
 from bot.db import repo
@@ -197,3 +198,29 @@ async def test_many_settles_on_one_connection_all_bill(ledger: SpendLedger, deps
         )
     rows = await ledger_rows(deps.db, user_id="U-many")
     assert len([r for r in rows if r.status == "settled"]) == 12
+
+
+async def test_a_failure_to_store_the_answer_never_costs_the_bill(
+    manager: ConversationManager,
+    ledger: SpendLedger,
+    fake_llm: FakeOpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bill and the answer's storing share one transaction; when storing fails, that
+    # transaction rolls back, and the bill is settled again on its own.
+    await ledger.set_price("gpt-4o-mini", input_usd_per_m=1.0, output_usd_per_m=2.0)
+    fake_llm.enqueue("Deploy with `make ship`.", prompt_tokens=1000, completion_tokens=500)
+
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise OperationalError("INSERT INTO answers", {}, Exception("disk full"))
+
+    monkeypatch.setattr(repo, "store_exchange", broken)
+    answer = await manager.reply(make_turn(event_id="Ev-store"))
+
+    assert answer.text == "Deploy with `make ship`."
+    assert answer.answer_id is None  # the thread's memory is what was lost
+    [row] = await ledger_rows(manager.db)
+    assert (row.status, row.prompt_tokens, row.completion_tokens) == ("settled", 1000, 500)
+    assert row.cost_micro_usd == 1000 + 1000  # $1/M in, $2/M out
+    usage = await ledger.user_usage("U1")
+    assert (usage.spent_micro_usd, usage.held_micro_usd) == (2000, 0)
