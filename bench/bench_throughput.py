@@ -426,7 +426,7 @@ async def main(args: argparse.Namespace) -> None:
                                 transport=transport,
                                 db=db,
                                 n=n,
-                                total=args.total or max(3 * n, 100),
+                                total=args.total or max(3 * n, 300),
                                 duration=args.duration,
                                 workers=args.workers,
                                 pg_url=args.pg,
@@ -453,7 +453,7 @@ if __name__ == "__main__":
     parser.add_argument("--transport", choices=["socket", "http"])
     parser.add_argument("--db", choices=["sqlite", "postgres"])
     parser.add_argument("--n", type=int, help="answers in flight (default: 20, then 200)")
-    parser.add_argument("--total", type=int, help="answers per run (default: 3 x n)")
+    parser.add_argument("--total", type=int, help="answers per run (default: 3 x n, at least 300)")
     parser.add_argument("--duration", type=float, default=0, help="run this many seconds")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pg", default=PG_DEFAULT)

@@ -67,7 +67,8 @@ class Database:
       all of them finish near the end of the burst, and their LLM calls start, and end,
       together again: the burst never spreads out. First come, first served, the first
       messages of a burst reach the model early, and a burst becomes a stream (measured
-      at 20 in flight: overhead p50 74-86 ms without the gate, 32-41 ms with it).
+      at 20 in flight: overhead p50 74-86 ms without the gate, 32-42 ms with one writer;
+      fewer writers trade the tail and throughput for the median, see bench/README.md).
     The gate is per process, not state a second replica would miss.
     """
 
