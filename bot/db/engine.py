@@ -22,7 +22,8 @@ import logging
 import re
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,23 +119,57 @@ def open_database(url: str, *, echo: bool = False, writers: int = DEFAULT_WRITER
     else:
         kwargs["pool_size"] = 20
         kwargs["max_overflow"] = 20
-        # Kept on purpose, although each checkout pays a round trip for it (measured: about
-        # 0.11 ms of CPU per session with asyncpg). A settle runs on a connection taken
-        # after the LLM call; if Postgres restarted or a proxy dropped idle connections
-        # meanwhile, the ping replaces the dead one, where SQLAlchemy's disconnect handling
-        # would first fail that statement, and a failed settle is spend the ledger never
-        # records. The cost is cut by using fewer sessions per answer instead.
-        kwargs["pool_pre_ping"] = True
+        # The connection used last is reused first, so the busy ones stay busy and the
+        # others sit idle (and get pinged, `_ping_when_idle`, before their next use).
+        kwargs["pool_use_lifo"] = True
         kwargs["pool_timeout"] = 120
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        _ping_when_idle(engine)
     return Database(
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         write_gate=asyncio.Semaphore(1 if url.startswith("sqlite") else max(1, writers)),
     )
+
+
+#: A pooled connection idle longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED = "candor_returned_at"
+
+
+def _ping_when_idle(engine: AsyncEngine, now: Callable[[], float] = time.monotonic) -> None:
+    """Ping a pooled Postgres connection before use only when it sat idle for a while.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout; with asyncpg outside a
+    transaction a ping is BEGIN, a statement and ROLLBACK: three round trips before each
+    of an answer's four transactions, a third of all its trips. A connection that died
+    while idle (Postgres restarted, a proxy or firewall dropped it) is still pinged and
+    replaced before use, and the whole pool with it, as `pool_pre_ping` does; one that
+    was in use less than `PING_AFTER_IDLE_SECONDS` ago is taken as alive. If Postgres
+    restarts within that second, the next statement on such a connection fails once and
+    SQLAlchemy drops the pool; the bill of an answer is then settled again on a fresh
+    connection (`ConversationManager._settle_and_store`), so no spend is lost.
+    """
+
+    def returned(_dbapi: Any, record: Any) -> None:
+        record.info[_RETURNED] = now()
+
+    def checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get(_RETURNED)
+        if last is None or now() - last < PING_AFTER_IDLE_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            dbapi.ping()
+        except Exception as error:
+            raise exc.InvalidatePoolError(f"ping failed: {type(error).__name__}") from None
+
+    event.listen(engine.sync_engine, "connect", returned)
+    event.listen(engine.sync_engine, "checkin", returned)
+    event.listen(engine.sync_engine, "checkout", checkout)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -2,7 +2,7 @@
 
 Issue 13 (throughput): every statement is a round trip (an aiosqlite thread hop, or a
 network trip to Postgres) and every session a pool checkout, a BEGIN and a COMMIT or
-ROLLBACK (and on Postgres the pre-ping). These tests count what one answer runs through
+ROLLBACK (and on Postgres, after a second idle, a ping). These tests count what one answer runs through
 the real Slack path, so a change that adds a read or a transaction to every answer shows
 here instead of only in a benchmark. The bounds are what the code does today; lower them
 when it does less.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import genai_prices
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.conversation import ConversationManager
 from bot.db import repo
@@ -222,5 +225,43 @@ async def test_a_failure_to_store_the_answer_never_costs_the_bill(
     [row] = await ledger_rows(manager.db)
     assert (row.status, row.prompt_tokens, row.completion_tokens) == ("settled", 1000, 500)
     assert row.cost_micro_usd == 1000 + 1000  # $1/M in, $2/M out
+    usage = await ledger.user_usage("U1")
+    assert (usage.spent_micro_usd, usage.held_micro_usd) == (2000, 0)
+
+
+async def test_postgres_dropping_every_connection_mid_answer_still_bills_and_stores(
+    manager: ConversationManager,
+    ledger: SpendLedger,
+    fake_llm: FakeOpenAIServer,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Postgres restarts while the model answers: the pooled connections (in use a moment
+    # ago, so not pinged) are dead; the settle-and-store transaction fails on one, and the
+    # bill and the answer go through on fresh connections.
+    if database_url.startswith("sqlite"):
+        pytest.skip("Postgres only (TEST_DATABASE_URL)")
+    await ledger.set_price("gpt-4o-mini", input_usd_per_m=1.0, output_usd_per_m=2.0)
+    fake_llm.delay = 0.4
+    fake_llm.enqueue("Deploy with `make ship`.", prompt_tokens=1000, completion_tokens=500)
+
+    answering = asyncio.create_task(manager.reply(make_turn(event_id="Ev-restart")))
+    await asyncio.sleep(0.2)
+    admin = create_async_engine(database_url)
+    async with admin.connect() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        await conn.commit()
+    await admin.dispose()
+    answer = await answering
+
+    assert "doing them apart" in caplog.text  # the first transaction met a dead connection
+    assert answer.answer_id is not None
+    [row] = await ledger_rows(manager.db)
+    assert (row.status, row.cost_micro_usd) == ("settled", 2000)
     usage = await ledger.user_usage("U1")
     assert (usage.spent_micro_usd, usage.held_micro_usd) == (2000, 0)
