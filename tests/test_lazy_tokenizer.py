@@ -29,9 +29,7 @@ TEXTS = [
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "gpt-4"])
-def test_the_byte_bound_never_counts_fewer_than_the_tokenizer(
-    tmp_path: Path, model: str
-) -> None:
+def test_the_byte_bound_never_counts_fewer_than_the_tokenizer(tmp_path: Path, model: str) -> None:
     exact = TokenCounter(tmp_path / "tiktoken")
     for text in TEXTS:
         assert BYTE_BOUND.count(text, model) >= exact.count(text, model) > 0
