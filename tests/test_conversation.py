@@ -13,7 +13,7 @@ from bot.errors import ChannelDisabled
 from bot.llm import LLMError, LLMStreamCut, LLMTimeout
 from bot.ports import RetrievalQuery, RetrievedHit
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.helpers import make_turn
+from tests.helpers import make_turn, seed_thread
 from tests.spend.helpers import ledger_rows
 
 turn = make_turn
@@ -117,18 +117,9 @@ async def test_long_thread_is_trimmed_to_the_window_keeping_the_newest_turns(
     # A model with a 1,000-token window and 200 tokens reserved for the answer.
     deps.settings.candor.context_windows["tiny-model"] = 1000
     await set_channel(deps, model="tiny-model", max_answer_tokens=200)
-    async with deps.db.sessions.begin() as session:
-        for i in range(60):
-            await repo.add_turn(
-                session,
-                workspace_id="T1",
-                channel_id="C1",
-                thread_key=turn().thread_key,
-                role="user" if i % 2 == 0 else "assistant",
-                text=f"message number {i} " + "lorem ipsum dolor sit amet " * 5,
-                token_count=0,
-                now=deps.clock.now(),
-            )
+    await seed_thread(
+        deps, [f"message number {i} " + "lorem ipsum dolor sit amet " * 5 for i in range(60)]
+    )
 
     answer = await deps.manager.reply(turn("And now?"))
 

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.db import repo
 from bot.deps import Deps
 from bot.tokens import BYTE_BOUND, TokenCounter
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.helpers import make_turn
+from tests.helpers import make_turn, seed_thread
 from tests.spend.helpers import ledger_rows
 
 TEXTS = [
@@ -74,58 +73,45 @@ async def test_a_short_question_is_answered_and_billed_without_loading_the_token
     assert not row.estimated
 
 
-async def _thread_of(deps: Deps, texts: list[str]) -> None:
-    async with deps.db.sessions.begin() as session:
-        for i, text in enumerate(texts):
-            await repo.add_turn(
-                session,
-                workspace_id="T1",
-                channel_id="C1",
-                thread_key=make_turn().thread_key,
-                role="user" if i % 2 == 0 else "assistant",
-                text=text,
-                token_count=0,
-                now=deps.clock.now(),
-            )
-
-
-async def test_a_thread_too_long_by_its_bytes_but_not_its_tokens_keeps_every_turn(
-    deps: Deps, fake_llm: FakeOpenAIServer
-) -> None:
+@pytest.fixture
+async def tiny_model(deps: Deps) -> str:
+    """Channel C1 on a model with a 1,000-token window and 200 tokens for the answer."""
     from tests.test_conversation import set_channel
 
     deps.settings.candor.context_windows["tiny-model"] = 1000
     await set_channel(deps, model="tiny-model", max_answer_tokens=200)
+    return "tiny-model"
+
+
+async def test_a_thread_too_long_by_its_bytes_but_not_its_tokens_keeps_every_turn(
+    deps: Deps, fake_llm: FakeOpenAIServer, tiny_model: str
+) -> None:
     # ~1,300 bytes of history, but far fewer tokens: by its bytes it would not fit.
     texts = [f"turn {i}: " + "word " * 50 for i in range(6)]
-    await _thread_of(deps, texts)
-    assert sum(BYTE_BOUND.count(t, "tiny-model") for t in texts) > 1000
+    await seed_thread(deps, texts)
+    assert sum(BYTE_BOUND.count(t, tiny_model) for t in texts) > 1000
 
     answer = await deps.manager.reply(make_turn("And now?"))
 
     sent = [m["content"] for m in fake_llm.last["messages"][1:-1]]
     assert sent == texts  # nothing trimmed
     assert answer.history_turns_dropped == 0
-    assert deps.tokens.is_loaded("tiny-model")
+    assert deps.tokens.is_loaded(tiny_model)
 
 
 async def test_a_thread_too_long_for_the_window_is_trimmed_by_exact_counts(
-    deps: Deps, fake_llm: FakeOpenAIServer
+    deps: Deps, fake_llm: FakeOpenAIServer, tiny_model: str
 ) -> None:
-    from tests.test_conversation import set_channel
-
-    deps.settings.candor.context_windows["tiny-model"] = 1000
-    await set_channel(deps, model="tiny-model", max_answer_tokens=200)
     texts = [f"turn {i}: " + "word " * 100 for i in range(12)]
-    await _thread_of(deps, texts)
+    await seed_thread(deps, texts)
 
     answer = await deps.manager.reply(make_turn("And now?"))
 
     sent = fake_llm.last["messages"]
     history = [m["content"] for m in sent[1:-1]]
     assert 0 < len(history) < 12 and history == texts[-len(history) :]
-    assert deps.tokens.count_messages(sent, "tiny-model") + 200 <= 1000
+    assert deps.tokens.count_messages(sent, tiny_model) + 200 <= 1000
     # Exact counts keep as much as fits: one more turn would not have.
     more = [sent[0], {"role": "user", "content": texts[-len(history) - 1]}, *sent[1:]]
-    assert deps.tokens.count_messages(more, "tiny-model") + 200 > 1000 * 0.97
+    assert deps.tokens.count_messages(more, tiny_model) + 200 > 1000 * 0.97
     assert answer.history_turns_dropped == 12 - len(history)
