@@ -504,7 +504,7 @@ class ConversationManager:
         stored: list[int] = []
 
         async def store(session: Any) -> None:
-            stored.append(await self._store_rows(session, turn, eff, answer))
+            stored.append(await self._store_rows(session, turn, answer))
 
         try:
             await self.spend.settle(reservation, model=result.model, usage=result.usage, also=store)
@@ -982,7 +982,7 @@ class ConversationManager:
     async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
         try:
             async with self.db.write() as session:
-                answer_id = await self._store_rows(session, turn, eff, answer)
+                answer_id = await self._store_rows(session, turn, answer)
         except Exception:
             # The user already has the answer; losing thread memory is better than
             # failing the reply. Spend was settled separately.
@@ -991,9 +991,7 @@ class ConversationManager:
         set_log_context(answer_id=answer_id)  # later log lines of this turn carry it
         return answer_id
 
-    async def _store_rows(
-        self, session: AsyncSession, turn: Turn, eff: EffectiveSettings, answer: Answer
-    ) -> int:
+    async def _store_rows(self, session: AsyncSession, turn: Turn, answer: Answer) -> int:
         """Both turns (unless the turn is not remembered) and the answer, in `session`."""
         base = {
             "workspace_id": turn.workspace_id,

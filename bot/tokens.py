@@ -214,12 +214,6 @@ class TokenCounter(Counting):
             )
         return encoder
 
-    def warm(self, *models: str) -> None:
-        """Load the encodings of `models` now (blocking: run it off the event loop), so the
-        first message does not pay for it while every other conversation waits."""
-        for model in models:
-            self._load(encoding_name_for(model))
-
     def count(self, text: str, model: str) -> int:
         """Tokens in `text` for `model` (an estimate of len/4 when no tokenizer loads)."""
         if not text:
