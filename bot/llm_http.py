@@ -13,8 +13,10 @@ done the same way: 408/409/429/5xx and failed connections or timeouts before the
 byte are retried with its backoff (0.5 s doubling to 8 s, less up to a quarter), a
 `Retry-After`/`retry-after-ms` of up to two minutes is waited instead and a longer one
 is not retried, `x-should-retry` is obeyed; the client's timeout is the timeout per
-read; proxies come from the environment and certificates are checked with httpx2's
-context. With `FailFast` a refused connection ends the call as `bot.deps` does for the
+read; proxies come from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+`NO_PROXY`, read once when the session opens: a session that trusts the environment
+reads it, and `~/.netrc`, on a worker thread for every request) and certificates are
+checked with httpx2's context. With `FailFast` a refused connection ends the call as `bot.deps` does for the
 SDK (at once when `OPENAI_BASE_URL` is set, after the retries for OpenAI itself).
 
 Failures are raised as `UpstreamError` (a kind, the HTTP status and the body's message),
@@ -42,6 +44,7 @@ from typing import Any, Literal, cast
 import aiohttp
 import httpx2
 import openai
+from aiohttp.helpers import get_env_proxy_for_url
 from openai import AsyncOpenAI
 from yarl import URL
 
@@ -171,6 +174,7 @@ class ChatStreamHTTP:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ssl: ssl.SSLContext | bool = True
+        self._proxy: Proxy = Proxy()
 
     async def stream(self, params: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The JSON chunks of the streamed completion `params` asks for, up to `[DONE]`,
@@ -218,7 +222,13 @@ class ChatStreamHTTP:
             headers = {**self._headers, "x-stainless-retry-count": str(attempt)}
             last = attempt >= retries
             try:
-                response = await session.post(self.url, data=body, headers=headers)
+                response = await session.post(
+                    self.url,
+                    data=body,
+                    headers=headers,
+                    proxy=self._proxy.url,
+                    proxy_auth=self._proxy.auth,
+                )
             except aiohttp.ClientConnectorError as error:
                 if self.fail_fast is not None and self.fail_fast.gives_up(attempt, retries):
                     raise self._failure("unreachable", error) from None
@@ -326,7 +336,7 @@ class ChatStreamHTTP:
             # Once, off the loop: the SDK's platform headers may read /etc/os-release (it
             # caches them) and the certificates are read from files. The other headers
             # (`X-Stainless-Async`) must be read in the loop.
-            self._ssl = await asyncio.to_thread(self._read_files)
+            self._ssl, self._proxy = await asyncio.to_thread(self._read_files)
             self._headers = sdk_headers(self._client)
             # Answers that started meanwhile waited here too: the first opens the session.
             session = self._session
@@ -340,15 +350,34 @@ class ChatStreamHTTP:
                 ssl=self._ssl,
             ),
             timeout=self.timeout,
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY, as httpx2 reads them
         )
         return self._session
 
-    def _read_files(self) -> ssl.SSLContext | bool:
+    def _read_files(self) -> tuple[ssl.SSLContext | bool, Proxy]:
         self._client.platform_headers()
+        proxy = Proxy.from_environment(self.url)
         if self.url.scheme == "https":
-            return httpx2.create_ssl_context()  # the certificates httpx2 trusts
-        return True  # no TLS to this server (aiohttp's default, should it redirect)
+            return httpx2.create_ssl_context(), proxy  # the certificates httpx2 trusts
+        return True, proxy  # no TLS to this server (aiohttp's default, should it redirect)
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The proxy a request to the server goes through, if any (and its credentials)."""
+
+    url: URL | None = None
+    auth: aiohttp.BasicAuth | None = None
+
+    @classmethod
+    def from_environment(cls, url: URL) -> Proxy:
+        """What a session trusting the environment picks for `url`: `<scheme>_PROXY` or
+        `ALL_PROXY` unless `NO_PROXY` covers the host, with credentials from the proxy's
+        URL or `~/.netrc`. Reads files: call it off the event loop."""
+        try:
+            proxy, auth = get_env_proxy_for_url(url)
+        except LookupError:
+            return cls()
+        return cls(proxy, auth)
 
 
 def sdk_headers(client: AsyncOpenAI) -> dict[str, str]:

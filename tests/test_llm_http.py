@@ -280,3 +280,41 @@ async def test_a_client_whose_key_comes_from_a_callable_streams_through_the_sdk(
     result = await build(fake_llm.url, api_key=fresh_key).complete(REQUEST, on_delta)
     assert result.text == "Signed with the fresh key." == "".join(seen)
     assert lowered(fake_llm.headers[0])["authorization"] == "Bearer sk-rotated-456"
+
+
+async def test_a_proxy_from_the_environment_carries_the_request(
+    fake_llm: FakeOpenAIServer, build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake server stands in for the proxy: the LLM's own host does not resolve, so an
+    # answer means the request went through the proxy the environment names.
+    proxy = fake_llm.url.removesuffix("/v1")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "")
+    llm = build("http://llm.invalid:8000/v1")
+    first = await llm.complete(REQUEST)
+    second = await llm.complete(REQUEST)
+    assert first.text == second.text == fake_llm.default_text
+    assert len(fake_llm.requests) == 2
+
+
+async def test_no_proxy_for_the_llm_host_goes_direct(
+    fake_llm: FakeOpenAIServer, build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")  # would refuse
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    result = await build(fake_llm.url).complete(REQUEST)
+    assert result.text == fake_llm.default_text
+
+
+async def test_a_netrc_entry_for_the_llm_host_does_not_break_the_request(
+    fake_llm: FakeOpenAIServer, build: Build, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A session trusting the environment read `~/.netrc` on every request and refused to
+    # send both its credentials and the API key's Authorization header.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    result = await build(fake_llm.url).complete(REQUEST)
+    assert result.text == fake_llm.default_text
+    assert lowered(fake_llm.headers[0])["authorization"] == f"Bearer {KEY}"
