@@ -291,8 +291,9 @@ class ConversationManager:
             )
 
     async def has_thread(self, thread_key: str) -> bool:
-        async with self.db.sessions() as session:
-            return await repo.thread_exists(session, thread_key=thread_key)
+        with self.db.quick():  # one indexed row
+            async with self.db.sessions() as session:
+                return await repo.thread_exists(session, thread_key=thread_key)
 
     async def load(
         self,
@@ -981,7 +982,7 @@ class ConversationManager:
 
     async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
         try:
-            async with self.db.write() as session:
+            async with self.db.write(quick=True) as session:
                 answer_id = await self._store_rows(session, turn, answer)
         except Exception:
             # The user already has the answer; losing thread memory is better than

@@ -130,7 +130,7 @@ async def _claim(
 ) -> tuple[bool, Loaded | None]:
     """Claim the message and, with the claim, read the channel's settings and the thread's
     history: one transaction where there were three."""
-    async with deps.db.write() as session:
+    async with deps.db.write(quick=True) as session:
         claimed = await repo.claim_event(
             session,
             event_id=incoming.claim_key,
@@ -320,7 +320,7 @@ async def _tell(reply: Reply, sentence: str | None) -> None:
 async def _mark(deps: Deps, incoming: Incoming, status: str) -> None:
     """Record how the claimed message ended; never raise (the sweep catches a miss)."""
     try:
-        async with deps.db.write() as session:
+        async with deps.db.write(quick=True) as session:
             await repo.mark_event(
                 session, event_id=incoming.claim_key, status=status, now=deps.clock.now()
             )

@@ -69,14 +69,39 @@ async def test_a_statement_is_one_trip_and_the_reset_after_commit_is_none(
         await db.dispose()
 
 
+async def test_a_quick_transaction_runs_its_statements_here_and_commits_on_the_thread(
+    tmp_path: Path, trips: list[str]
+) -> None:
+    db = open_database(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)"))
+        trips.clear()
+        async with db.write(quick=True) as session:
+            await session.execute(text("INSERT INTO t (name) VALUES ('x')"))
+            rows = (await session.execute(text("SELECT id, name FROM t"))).all()
+        async with db.sessions() as session:  # outside `quick`: on the thread again
+            count = (await session.execute(text("SELECT count(*) FROM t"))).scalar_one()
+
+        assert [tuple(r) for r in rows] == [(1, "x")]
+        assert count == 1
+        assert trips == ["commit", "run"]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["on-the-thread", "quick"])
 async def test_waiting_for_another_processes_write_lock_never_blocks_the_event_loop(
-    tmp_path: Path,
+    tmp_path: Path, quick: bool
 ) -> None:
     path = tmp_path / "t.db"
     db = open_database(f"sqlite+aiosqlite:///{path}")
     try:
         async with db.engine.begin() as conn:
             await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        # The next connection opens inside the write below: its setup (which sets the
+        # busy timeout) runs there too, quick or not.
+        await db.engine.dispose()
         # Another process (a CLI command) holds the write lock for a while.
         holder = sqlite3.connect(path, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")
@@ -101,8 +126,8 @@ async def test_waiting_for_another_processes_write_lock_never_blocks_the_event_l
                 await asyncio.sleep(0.01)
 
         ticker = asyncio.create_task(ticking())
-        async with db.engine.begin() as conn:
-            await conn.execute(text("INSERT INTO t DEFAULT VALUES"))
+        async with db.write(quick=quick) as session:
+            await session.execute(text("INSERT INTO t DEFAULT VALUES"))
         ticker.cancel()
         releaser.join()
 
