@@ -291,9 +291,8 @@ class ConversationManager:
             )
 
     async def has_thread(self, thread_key: str) -> bool:
-        with self.db.quick():  # one indexed row
-            async with self.db.sessions() as session:
-                return await repo.thread_exists(session, thread_key=thread_key)
+        async with self.db.one_statement(writes=False) as session:
+            return await repo.thread_exists(session, thread_key=thread_key)
 
     async def load(
         self,

@@ -320,7 +320,7 @@ async def _tell(reply: Reply, sentence: str | None) -> None:
 async def _mark(deps: Deps, incoming: Incoming, status: str) -> None:
     """Record how the claimed message ended; never raise (the sweep catches a miss)."""
     try:
-        async with deps.db.write(quick=True) as session:
+        async with deps.db.one_statement(writes=True) as session:
             await repo.mark_event(
                 session, event_id=incoming.claim_key, status=status, now=deps.clock.now()
             )

@@ -77,3 +77,46 @@ def test_database_writers_out_of_range_is_one_clear_error(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert "DATABASE_WRITERS" in str(caught.value)
+
+
+async def test_a_single_statement_commits_by_itself_and_on_postgres_skips_the_gate(
+    database_url: str,
+) -> None:
+    """`one_statement`: a claim's mark is one UPDATE, written and committed at once. On
+    Postgres it needs no place among the writers (it holds no lock past itself); on SQLite
+    it waits for the one writer, as every write there does."""
+    db = open_database(database_url, writers=1)
+    other = open_database(database_url)
+    try:
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE gate_marks (k TEXT PRIMARY KEY, v TEXT)"))
+            await session.execute(text("INSERT INTO gate_marks VALUES ('m', 'claimed')"))
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold_the_gate() -> None:
+            async with db.write():
+                held.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold_the_gate())
+        await held.wait()
+
+        async def mark() -> None:
+            async with db.one_statement(writes=True) as session:
+                await session.execute(text("UPDATE gate_marks SET v = 'answered' WHERE k = 'm'"))
+
+        marking = asyncio.create_task(mark())
+        done, _ = await asyncio.wait({marking}, timeout=1.0)
+        assert bool(done) == (not database_url.startswith("sqlite"))
+        release.set()
+        await asyncio.gather(holder, marking)
+        # Committed without a COMMIT of ours: another connection reads it.
+        async with other.one_statement(writes=False) as session:
+            seen = (await session.execute(text("SELECT v FROM gate_marks"))).scalar_one()
+        assert seen == "answered"
+    finally:
+        async with db.write() as session:
+            await session.execute(text("DROP TABLE gate_marks"))
+        await other.dispose()
+        await db.dispose()

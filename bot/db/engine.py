@@ -89,6 +89,29 @@ class Database:
             async with self.write_gate, self.sessions.begin() as session:
                 yield session
 
+    @asynccontextmanager
+    async def one_statement(self, *, writes: bool) -> AsyncIterator[AsyncSession]:
+        """A session for one short statement that needs no transaction around it (an
+        UPDATE of one row by its key, a lookup). On Postgres the statement commits by
+        itself: one round trip instead of BEGIN, the statement and COMMIT or ROLLBACK,
+        and a write takes no place in the writer gate (a single statement holds its row
+        lock only while it runs). On SQLite it runs quick (`quick`), and a write goes
+        through the gate: SQLite's one writer is what the gate is for."""
+        if not self.is_sqlite:
+            async with self.sessions(bind=self._autocommit) as session:
+                yield session
+        elif writes:
+            async with self.write(quick=True) as session:
+                yield session
+        else:
+            with self.quick():
+                async with self.sessions() as session:
+                    yield session
+
+    @functools.cached_property
+    def _autocommit(self) -> AsyncEngine:
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
     def quick(self) -> AbstractContextManager[None]:
         """Within it, SQLite statements run on the event loop's thread, not the
         connection's (`bot.db.sqlite_driver.inline`): for an answer's own short
