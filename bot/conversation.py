@@ -981,7 +981,7 @@ class ConversationManager:
 
     async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
         try:
-            async with self.db.write(quick=True) as session:
+            async with self.db.write(quick=True, ahead=True) as session:
                 answer_id = await self._store_rows(session, turn, answer)
         except Exception:
             # The user already has the answer; losing thread memory is better than

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.db.engine import open_database
+from bot.db.gate import WriterGate
 from bot.deps import open_checked_database
 from bot.settings import ConfigError, load_settings
 
@@ -64,8 +65,7 @@ async def test_database_writers_setting_reaches_the_gate(
     try:
         assert db.write_gate is not None
         expected = 1 if database_url.startswith("sqlite") else 3
-        # A semaphore's value is how many more writers it lets in now.
-        assert db.write_gate._value == expected
+        assert db.write_gate.capacity == db.write_gate.free == expected
     finally:
         await db.dispose()
 
@@ -120,3 +120,43 @@ async def test_a_single_statement_commits_by_itself_and_on_postgres_skips_the_ga
             await session.execute(text("DROP TABLE gate_marks"))
         await other.dispose()
         await db.dispose()
+
+
+async def test_work_under_way_goes_before_new_work_and_cancelled_waiters_give_up_nothing() -> (
+    None
+):
+    """A burst: new claims queue; a reservation of an answer already claimed goes first.
+    A writer cancelled while waiting (or right after being let in) leaves its place."""
+    gate = WriterGate(1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def writer(name: str, *, ahead: bool = False, hold: bool = False) -> None:
+        async with gate.enter(ahead=ahead):
+            order.append(name)
+            if hold:
+                await release.wait()
+
+    first = asyncio.create_task(writer("claim 1", hold=True))
+    await asyncio.sleep(0)
+    later = [asyncio.create_task(writer(f"claim {i}")) for i in (2, 3)]
+    gone = asyncio.create_task(writer("claim 4"))
+    await asyncio.sleep(0)
+    reserve = asyncio.create_task(writer("reserve 1", ahead=True))
+    await asyncio.sleep(0)
+    gone.cancel()
+    release.set()
+    await asyncio.gather(first, reserve, *later)
+    assert gone.cancelled()
+    assert order == ["claim 1", "reserve 1", "claim 2", "claim 3"]
+    assert gate.free == 1
+
+    # Let in and cancelled before it ran: the place passes on, nothing is held.
+    async with gate.enter():
+        waiting = asyncio.create_task(writer("late"))
+        after = asyncio.create_task(writer("after"))
+        await asyncio.sleep(0)
+    waiting.cancel()  # its place was handed to it as the block above ended
+    await asyncio.wait_for(after, 5)
+    assert waiting.cancelled() and "late" not in order
+    assert "after" in order and gate.free == 1

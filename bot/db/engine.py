@@ -16,7 +16,6 @@ the migration files, so a process whose database is already current never loads 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
@@ -39,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bot.db import sqlite_driver
+from bot.db.gate import WriterGate
 from bot.errors import DatabaseNotReady
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ class Database:
     """An async engine plus its session factory.
 
     `write()` opens a transaction for writing once the process's writer gate lets it in,
-    in the order the writers came:
+    in the order the writers came (except that `ahead=True`, work already under way, goes
+    before new work: `bot.db.gate`):
     - On SQLite the gate lets one writer in: SQLite allows one writer at a time, and its
       busy handler backs off with sleeps of up to 100 ms, so hundreds of concurrent
       writers queueing inside SQLite take seconds each; queueing them on an `asyncio`
@@ -75,18 +76,21 @@ class Database:
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    write_gate: asyncio.Semaphore | None = field(default=None, compare=False)
+    write_gate: WriterGate | None = field(default=None, compare=False)
 
     @asynccontextmanager
-    async def write(self, *, quick: bool = False) -> AsyncIterator[AsyncSession]:
+    async def write(
+        self, *, quick: bool = False, ahead: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """A write transaction, once the gate lets it in. `quick`: a few indexed rows,
-        nothing slow (see `quick`)."""
+        nothing slow (see `quick`). `ahead`: it finishes work already under way (an
+        answer's reservation or bill), so it goes before new work (`bot.db.gate`)."""
         with self.quick() if quick else nullcontext():
             if self.write_gate is None:
                 async with self.sessions.begin() as session:
                     yield session
                 return
-            async with self.write_gate, self.sessions.begin() as session:
+            async with self.write_gate.enter(ahead=ahead), self.sessions.begin() as session:
                 yield session
 
     @asynccontextmanager
@@ -165,7 +169,7 @@ def open_database(url: str, *, echo: bool = False, writers: int = DEFAULT_WRITER
     return Database(
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),
-        write_gate=asyncio.Semaphore(1 if url.startswith("sqlite") else max(1, writers)),
+        write_gate=WriterGate(1 if url.startswith("sqlite") else max(1, writers)),
     )
 
 

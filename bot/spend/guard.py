@@ -143,7 +143,7 @@ class SpendLedger:
         now = self._now()
         notices: list[str] = []
         alert_text: str | None = None
-        async with self.db.write(quick=True) as session:
+        async with self.db.write(quick=True, ahead=True) as session:
             # The budget and price are read in the transaction that holds (one session,
             # not two). On SQLite these reads run before its write transaction begins
             # (the driver begins it at the first write), so they lock nothing.
@@ -239,7 +239,7 @@ class SpendLedger:
             price = carried.price
         budget = carried.budget if carried is not None else None
         alert_text: str | None = None
-        async with self.db.write(quick=True) as session:
+        async with self.db.write(quick=True, ahead=True) as session:
             row = await ledger.transition(
                 session, reservation_id=reservation.id, old=HELD, new=SETTLED, now=now
             )
@@ -301,7 +301,7 @@ class SpendLedger:
         if reservation.id is None:
             return
         now = self._now()
-        async with self.db.write(quick=True) as session:
+        async with self.db.write(quick=True, ahead=True) as session:
             row = await ledger.release_hold(
                 session, reservation_id=reservation.id, reason=reason, now=now
             )

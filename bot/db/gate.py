@@ -1,0 +1,71 @@
+"""The writer gate: how many write transactions one process runs at once, and in what order.
+
+Writers get in in the order they came, with one exception: a transaction that finishes
+work already under way (an answer's reservation, its bill and stored turns: `ahead=True`)
+goes before ones that start new work (a new message's claim). In a burst of messages a
+strict queue serves every claim before the first reservation (each answer queues twice,
+each time behind the whole burst), so the first answers reach the model only after the
+last claim; letting the answers already claimed go first turns a burst into a stream.
+It cannot starve new work: every transaction that goes ahead belongs to a message whose
+claim already got in, a few per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class WriterGate:
+    """At most `capacity` holders at once; see the module docstring."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("a writer gate lets at least one writer in")
+        self.capacity = capacity
+        self._free = capacity
+        # Waiting writers: those going ahead first, then the others, each in arrival order.
+        self._ahead: deque[asyncio.Future[None]] = deque()
+        self._behind: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def free(self) -> int:
+        """How many more writers it lets in now."""
+        return self._free
+
+    @asynccontextmanager
+    async def enter(self, *, ahead: bool = False) -> AsyncIterator[None]:
+        await self._acquire(ahead)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, ahead: bool) -> None:
+        if self._free > 0 and not self._ahead and (ahead or not self._behind):
+            self._free -= 1
+            return
+        queue = self._ahead if ahead else self._behind
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # let in, then cancelled before it ran: pass the place on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for queue in (self._ahead, self._behind):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the place goes straight to it
+                    return
+        self._free += 1
