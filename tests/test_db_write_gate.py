@@ -122,9 +122,7 @@ async def test_a_single_statement_commits_by_itself_and_on_postgres_skips_the_ga
         await db.dispose()
 
 
-async def test_work_under_way_goes_before_new_work_and_cancelled_waiters_give_up_nothing() -> (
-    None
-):
+async def test_work_under_way_goes_first_and_cancelled_waiters_give_up_nothing() -> None:
     """A burst: new claims queue; a reservation of an answer already claimed goes first.
     A writer cancelled while waiting (or right after being let in) leaves its place."""
     gate = WriterGate(1)
