@@ -49,35 +49,20 @@ async def test_rows_errors_and_transactions_behave_as_with_aiosqlite(tmp_path: P
         await db.dispose()
 
 
-async def test_a_statement_is_one_trip_and_the_reset_after_commit_is_none(
-    tmp_path: Path, trips: list[str]
+@pytest.mark.parametrize(
+    ("quick", "expected"),
+    [(False, ["run", "run", "commit", "run"]), (True, ["commit", "run"])],
+    ids=["on-the-thread", "quick"],
+)
+async def test_a_statement_is_one_trip_or_none_when_quick_and_the_reset_is_none(
+    tmp_path: Path, trips: list[str], quick: bool, expected: list[str]
 ) -> None:
     db = open_database(f"sqlite+aiosqlite:///{tmp_path}/t.db")
     try:
         async with db.engine.begin() as conn:
             await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)"))
         trips.clear()
-        async with db.engine.begin() as conn:
-            await conn.execute(text("INSERT INTO t (name) VALUES ('x')"))
-            rows = (await conn.execute(text("SELECT id, name FROM t"))).all()
-
-        assert [tuple(r) for r in rows] == [(1, "x")]
-        # INSERT, SELECT (with its rows), COMMIT; the pool's rollback-on-return finds no
-        # transaction open and stays here. aiosqlite made four trips per statement.
-        assert trips == ["run", "run", "commit"]
-    finally:
-        await db.dispose()
-
-
-async def test_a_quick_transaction_runs_its_statements_here_and_commits_on_the_thread(
-    tmp_path: Path, trips: list[str]
-) -> None:
-    db = open_database(f"sqlite+aiosqlite:///{tmp_path}/t.db")
-    try:
-        async with db.engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)"))
-        trips.clear()
-        async with db.write(quick=True) as session:
+        async with db.write(quick=quick) as session:
             await session.execute(text("INSERT INTO t (name) VALUES ('x')"))
             rows = (await session.execute(text("SELECT id, name FROM t"))).all()
         async with db.sessions() as session:  # outside `quick`: on the thread again
@@ -85,7 +70,10 @@ async def test_a_quick_transaction_runs_its_statements_here_and_commits_on_the_t
 
         assert [tuple(r) for r in rows] == [(1, "x")]
         assert count == 1
-        assert trips == ["commit", "run"]
+        # Each statement (with its rows) is one trip, or none inside `quick`; COMMIT is
+        # always one; the pool's rollback-on-return finds no transaction open and stays
+        # here. aiosqlite made four trips per statement.
+        assert trips == expected
     finally:
         await db.dispose()
 
