@@ -322,7 +322,12 @@ class ConversationManager:
         return Loaded(eff, tuple(HistoryMessage(r.role, r.text) for r in rows), tools_allowed)
 
     async def reply(
-        self, turn: Turn, on_delta: DeltaCallback | None = None, *, loaded: Loaded | None = None
+        self,
+        turn: Turn,
+        on_delta: DeltaCallback | None = None,
+        *,
+        loaded: Loaded | None = None,
+        before_llm: Callable[[], None] | None = None,
     ) -> Answer:
         """Answer `turn`; raises `CandorError` subclasses with a user-facing sentence.
 
@@ -404,6 +409,8 @@ class ConversationManager:
                 raise _storage(exc) from None
             prompt.notices.extend(reservation.notices)
         timings["reserve_ms"] = _ms(t)
+        if before_llm is not None:
+            before_llm()
         request = ChatRequest(
             model=eff.model,
             messages=prompt.messages,

@@ -27,6 +27,7 @@ thread (through the `THREAD_NOTICE` registered here) and marks it `failed`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant, AsyncBoltContext
@@ -98,6 +99,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
 async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     """Answer one message exactly once; every failure ends in one sentence (or silence)."""
+    async with surface.admission.enter() as prepared:
+        await _answer(deps, surface, incoming, prepared)
+
+
+async def _answer(
+    deps: Deps, surface: SlackSurface, incoming: Incoming, prepared: Callable[[], None]
+) -> None:
     known_thread = await _known_thread(deps, surface, incoming)
     if incoming.needs_known_thread and not known_thread:
         return
@@ -118,7 +126,7 @@ async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     if not claimed:
         log.info("Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id)
         return
-    await _answer_claimed(deps, surface, incoming, known_thread, loaded)
+    await _answer_claimed(deps, surface, incoming, known_thread, loaded, prepared)
 
 
 class _LoadFailed(Exception):
@@ -162,6 +170,7 @@ async def _answer_claimed(
     incoming: Incoming,
     known_thread: bool,
     loaded: Loaded | None,
+    prepared: Callable[[], None] | None = None,
 ) -> None:
     """Everything after a won claim, in one `try`: it ends with the claim marked.
 
@@ -209,7 +218,7 @@ async def _answer_claimed(
             shown.answer_showing()
             await reply.delta(text)
 
-        result = await manager.reply(turn, on_delta=on_delta, loaded=loaded)
+        result = await manager.reply(turn, on_delta=on_delta, loaded=loaded, before_llm=prepared)
         await reply.finish(result)  # the end of the answer first, then the indicator goes
         status = "answered"
         await indicator.stop()

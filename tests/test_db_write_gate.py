@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from bot.db.engine import open_database
-from bot.db.gate import WriterGate
 from bot.deps import open_checked_database
+from bot.gate import FairGate
 from bot.settings import ConfigError, load_settings
 
 
@@ -125,7 +125,7 @@ async def test_a_single_statement_commits_by_itself_and_on_postgres_skips_the_ga
 async def test_work_under_way_goes_first_and_cancelled_waiters_give_up_nothing() -> None:
     """A burst: new claims queue; a reservation of an answer already claimed goes first.
     A writer cancelled while waiting (or right after being let in) leaves its place."""
-    gate = WriterGate(1)
+    gate = FairGate(1)
     order: list[str] = []
     release = asyncio.Event()
 

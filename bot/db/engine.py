@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bot.db import sqlite_driver
-from bot.db.gate import WriterGate
 from bot.errors import DatabaseNotReady
+from bot.gate import FairGate
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -59,7 +59,7 @@ class Database:
 
     `write()` opens a transaction for writing once the process's writer gate lets it in,
     in the order the writers came (except that `ahead=True`, work already under way, goes
-    before new work: `bot.db.gate`):
+    before new work: `bot.gate`):
     - On SQLite the gate lets one writer in: SQLite allows one writer at a time, and its
       busy handler backs off with sleeps of up to 100 ms, so hundreds of concurrent
       writers queueing inside SQLite take seconds each; queueing them on an `asyncio`
@@ -76,7 +76,7 @@ class Database:
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    write_gate: WriterGate | None = field(default=None, compare=False)
+    write_gate: FairGate | None = field(default=None, compare=False)
 
     @asynccontextmanager
     async def write(
@@ -84,7 +84,7 @@ class Database:
     ) -> AsyncIterator[AsyncSession]:
         """A write transaction, once the gate lets it in. `quick`: a few indexed rows,
         nothing slow (see `quick`). `ahead`: it finishes work already under way (an
-        answer's reservation or bill), so it goes before new work (`bot.db.gate`)."""
+        answer's reservation or bill), so it goes before new work (`bot.gate`)."""
         with self.quick() if quick else nullcontext():
             if self.write_gate is None:
                 async with self.sessions.begin() as session:
@@ -169,7 +169,7 @@ def open_database(url: str, *, echo: bool = False, writers: int = DEFAULT_WRITER
     return Database(
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),
-        write_gate=WriterGate(1 if url.startswith("sqlite") else max(1, writers)),
+        write_gate=FairGate(1 if url.startswith("sqlite") else max(1, writers)),
     )
 
 

@@ -1,4 +1,8 @@
-"""The writer gate: how many write transactions one process runs at once, and in what order.
+"""A first come, first served gate with a lane for work already under way.
+
+The database uses it as its writer gate (`Database.write`): how many write transactions
+one process runs at once, and in what order. The Slack surface uses it to admit answers
+into their preparation (`handlers.slack_io.Admission`).
 
 Writers get in in the order they came, with one exception: a transaction that finishes
 work already under way (an answer's reservation, its bill and stored turns: `ahead=True`)
@@ -19,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 
-class WriterGate:
+class FairGate:
     """At most `capacity` holders at once; see the module docstring."""
 
     def __init__(self, capacity: int) -> None:
@@ -38,13 +42,14 @@ class WriterGate:
 
     @asynccontextmanager
     async def enter(self, *, ahead: bool = False) -> AsyncIterator[None]:
-        await self._acquire(ahead)
+        await self.acquire(ahead=ahead)
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self, ahead: bool) -> None:
+    async def acquire(self, *, ahead: bool = False) -> None:
+        """Wait for a place; each `acquire` is paired with one `release`."""
         if self._free > 0 and not self._ahead and (ahead or not self._behind):
             self._free -= 1
             return
@@ -55,13 +60,13 @@ class WriterGate:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # let in, then cancelled before it ran: pass the place on
+                self.release()  # let in, then cancelled before it ran: pass the place on
             else:
                 with contextlib.suppress(ValueError):
                     queue.remove(waiter)
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         for queue in (self._ahead, self._behind):
             while queue:
                 waiter = queue.popleft()
