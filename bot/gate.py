@@ -28,16 +28,16 @@ class FairGate:
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
-            raise ValueError("a writer gate lets at least one writer in")
+            raise ValueError("a gate lets at least one holder in")
         self.capacity = capacity
         self._free = capacity
-        # Waiting writers: those going ahead first, then the others, each in arrival order.
+        # Waiting: those going ahead first, then the others, each in arrival order.
         self._ahead: deque[asyncio.Future[None]] = deque()
         self._behind: deque[asyncio.Future[None]] = deque()
 
     @property
     def free(self) -> int:
-        """How many more writers it lets in now."""
+        """How many more holders it lets in now."""
         return self._free
 
     @asynccontextmanager
