@@ -27,6 +27,7 @@ thread (through the `THREAD_NOTICE` registered here) and marks it `failed`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -99,12 +100,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
 async def answer(deps: Deps, surface: SlackSurface, incoming: Incoming) -> None:
     """Answer one message exactly once; every failure ends in one sentence (or silence)."""
+    arrived = time.monotonic()
     async with surface.admission.enter() as prepared:
-        await _answer(deps, surface, incoming, prepared)
+        await _answer(deps, surface, incoming, prepared, arrived)
 
 
 async def _answer(
-    deps: Deps, surface: SlackSurface, incoming: Incoming, prepared: Callable[[], None]
+    deps: Deps,
+    surface: SlackSurface,
+    incoming: Incoming,
+    prepared: Callable[[], None],
+    arrived: float,
 ) -> None:
     known_thread = await _known_thread(deps, surface, incoming)
     if incoming.needs_known_thread and not known_thread:
@@ -126,7 +132,7 @@ async def _answer(
     if not claimed:
         log.info("Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id)
         return
-    await _answer_claimed(deps, surface, incoming, known_thread, loaded, prepared)
+    await _answer_claimed(deps, surface, incoming, known_thread, loaded, prepared, arrived)
 
 
 class _LoadFailed(Exception):
@@ -171,6 +177,7 @@ async def _answer_claimed(
     known_thread: bool,
     loaded: Loaded | None,
     prepared: Callable[[], None] | None = None,
+    arrived: float | None = None,
 ) -> None:
     """Everything after a won claim, in one `try`: it ends with the claim marked.
 
@@ -209,7 +216,11 @@ async def _answer_claimed(
             status = "disabled"
             return
         indicator = await surface.start_indicator(
-            incoming.channel, incoming.thread_ts, incoming.ts, incoming.is_dm
+            incoming.channel,
+            incoming.thread_ts,
+            incoming.ts,
+            incoming.is_dm,
+            waited=0.0 if arrived is None else time.monotonic() - arrived,
         )
         turn = await _turn(surface, incoming, known_thread)
         shown = indicator

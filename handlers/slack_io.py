@@ -301,19 +301,22 @@ class SlackSurface:
     # --- indicator -------------------------------------------------------------------
 
     async def start_indicator(
-        self, channel: str, thread_ts: str, ts: str, is_dm: bool
+        self, channel: str, thread_ts: str, ts: str, is_dm: bool, *, waited: float = 0.0
     ) -> Indicator:
         """Show that Candor is working: assistant status in DM threads, else a reaction.
 
         Shown only once the answer has kept the user waiting `indicator_delay` seconds
-        with nothing on screen: an answer whose text starts streaming sooner needs no
-        indicator (and saves Slack two calls). `indicator_delay` 0 shows it at once.
+        with nothing on screen (`waited`: seconds since the message arrived, spent before
+        this call, e.g. queued for admission): an answer whose text starts streaming
+        sooner needs no indicator (and saves Slack two calls). `indicator_delay` 0 shows
+        it at once.
         """
         indicator = Indicator(self.client, channel, ts, thread_ts=thread_ts, is_dm=is_dm)
-        if self.indicator_delay <= 0:
+        left = self.indicator_delay - waited
+        if left <= 0:
             await indicator.show()
         else:
-            indicator.show_after(self.indicator_delay)
+            indicator.show_after(left)
         return indicator
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_events import app_mention, message
 from tests.handlers.conftest import Candor
@@ -71,3 +73,24 @@ async def test_a_slow_dm_shows_the_assistant_status_and_clears_it(
         c.get("thread_ts") == dm["ts"] for c in candor.slack.calls_to("assistant.threads.setStatus")
     )
     assert reactions(candor) == []
+
+
+async def test_time_queued_before_the_answer_starts_counts_toward_the_wait(
+    candor: Candor, fake_llm: FakeOpenAIServer
+) -> None:
+    # Other answers hold every place in preparation (`Admission`) for longer than the
+    # indicator's delay: once in, this answer is fast, but the user has waited already.
+    candor.runtime.surface.indicator_delay = 0.3
+    fake_llm.enqueue("Fast once it started.")
+    admission = candor.runtime.surface.admission
+    for _ in range(admission.gate.capacity):
+        await admission.gate.acquire()
+    await candor.send.event(app_mention("<@UBOT> busy day?"))
+    await asyncio.sleep(0.4)
+    for _ in range(admission.gate.capacity):
+        admission.gate.release()
+    await candor.idle()
+
+    [answer] = candor.slack.messages("C1")
+    assert answer.text == "Fast once it started."
+    assert reactions(candor) == ["reactions.add", "reactions.remove"]
