@@ -14,7 +14,9 @@ is keyed on the message (channel + ts), not on the event id, so only one answers
 
 Bolt acknowledges the event before the listener runs (`process_before_response=False`);
 the listener only parses and hands the work to `SlackSurface.spawn`, a tracked task, so
-the HTTP response never waits on the LLM and shutdown can drain answers. The claim in the
+the HTTP response never waits on the LLM and shutdown can drain answers. A few answers
+prepare at once, in arrival order (`SlackSurface.admission`), each until its LLM call
+starts. The claim in the
 database (`repo.claim_event`) makes Slack's retries and a second replica harmless.
 
 After a won claim everything runs in one `try` (`_answer_claimed`): any failure is one

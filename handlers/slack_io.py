@@ -48,8 +48,9 @@ class Admission:
     event loop, so every answer of the burst reaches the model only when the last one
     does, and they all end together again: in a closed loop the burst never spreads out.
     Let in `slots` at a time, in arrival order, the first reach the model first and the
-    burst becomes a stream (bench at 20 in flight: overhead p50 39-56 ms on Postgres,
-    26-33 on SQLite, against 24-75 on either without it).
+    burst becomes a stream (bench at 20 in flight, twelve runs each way: mean overhead
+    p50 47 -> 36 ms on SQLite, 63 -> 52 ms on Postgres; `bench/README.md`). Time spent
+    waiting here counts toward the working indicator's delay (`start_indicator`).
 
     An answer leaves when its LLM call starts (`ConversationManager.reply(before_llm=)`),
     when it ends without one, or after `hold_seconds` whatever it is waiting for (a slow
