@@ -178,8 +178,8 @@ async def _answer_claimed(
     incoming: Incoming,
     known_thread: bool,
     loaded: Loaded | None,
-    prepared: Callable[[], None] | None = None,
-    arrived: float | None = None,
+    prepared: Callable[[], None],
+    arrived: float,
 ) -> None:
     """Everything after a won claim, in one `try`: it ends with the claim marked.
 
@@ -222,7 +222,7 @@ async def _answer_claimed(
             incoming.thread_ts,
             incoming.ts,
             incoming.is_dm,
-            waited=0.0 if arrived is None else time.monotonic() - arrived,
+            waited=time.monotonic() - arrived,
         )
         turn = await _turn(surface, incoming, known_thread)
         shown = indicator

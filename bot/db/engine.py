@@ -76,7 +76,7 @@ class Database:
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    write_gate: FairGate | None = field(default=None, compare=False)
+    write_gate: FairGate = field(compare=False)
 
     @asynccontextmanager
     async def write(
@@ -86,10 +86,6 @@ class Database:
         nothing slow (see `quick`). `ahead`: it finishes work already under way (an
         answer's reservation or bill), so it goes before new work (`bot.gate`)."""
         with self.quick() if quick else nullcontext():
-            if self.write_gate is None:
-                async with self.sessions.begin() as session:
-                    yield session
-                return
             async with self.write_gate.enter(ahead=ahead), self.sessions.begin() as session:
                 yield session
 
