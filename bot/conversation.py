@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -206,10 +207,23 @@ class Answer:
     notices: list[str] = field(default_factory=list)
     event_id: str | None = None
     answer_id: int | None = None
+    #: Shown before its row is written (`ConversationManager.reply(deliver=)`).
+    row_follows: bool = False
     history_turns_used: int = 0
     history_turns_dropped: int = 0
     #: Tool calls made while answering (`bot.tools`), for the footer and `candor chat`.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str | None:
+        """How the answer's buttons name it: its row's id once stored; shown before its row
+        is written, its event, whose row follows (`repo.answer_id_for`). None when there
+        is no row to name (storing it failed)."""
+        if self.answer_id is not None:
+            return str(self.answer_id)
+        if self.row_follows and self.event_id:
+            return f"{repo.EVENT_REF}{self.event_id}"
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -328,10 +342,15 @@ class ConversationManager:
         *,
         loaded: Loaded | None = None,
         before_llm: Callable[[], None] | None = None,
+        deliver: Callable[[Answer], Awaitable[None]] | None = None,
     ) -> Answer:
         """Answer `turn`; raises `CandorError` subclasses with a user-facing sentence.
 
         `loaded`: the channel settings and thread history the caller already read (`load`).
+        `before_llm`: called once the answer is ready for its LLM call.
+        `deliver`: shows the finished answer; called before the answer is stored when the
+        turn has an event id (`_hand_over`), and whatever it raises is raised after the
+        storing.
         """
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -381,7 +400,7 @@ class ConversationManager:
             timings["retrieve_ms"] = _ms(t)
         hits = redactor.redact_hits(hits)
         if eff.strict and not any(h.score >= eff.kb_score_floor for h in hits):
-            return await self._no_source(turn, eff, hits, degraded, timings, started)
+            return await self._no_source(turn, eff, hits, degraded, timings, started, deliver)
 
         prompt = await self._fit(turn, eff, history, hits)
         prompt.notices[:0] = degraded
@@ -474,14 +493,39 @@ class ConversationManager:
         )
         if tools is not None:
             answer.tool_calls = [call.as_dict() for call in tools.calls]
-        t = time.perf_counter()
         if unsettled is not None:
-            answer.answer_id = await self._settle_and_store(unsettled, result, turn, eff, answer)
+            store = functools.partial(self._settle_and_store, unsettled, result, turn, eff, answer)
         else:
-            answer.answer_id = await self._store(turn, eff, answer)
-        timings["store_ms"] = _ms(t)
+            store = functools.partial(self._store, turn, eff, answer)
+        await self._hand_over(answer, deliver, store)
         timings["total_ms"] = _ms(started)
         return answer
+
+    async def _hand_over(
+        self,
+        answer: Answer,
+        deliver: Callable[[Answer], Awaitable[None]] | None,
+        store: Callable[[], Awaitable[int | None]],
+    ) -> None:
+        """Show the answer (`deliver`), then write it down (`store`: the bill, the turns,
+        the answer's row), so the user never waits on the database at the end. The store
+        runs whether the showing worked, failed or was cut off: the bill and the thread's
+        memory never depend on Slack. (Not for an answer without an event id: its buttons
+        name its row, which must come first.)"""
+        t = time.perf_counter()
+        if deliver is None or not answer.event_id:
+            answer.answer_id = await store()
+            answer.timings["store_ms"] = _ms(t)
+            if deliver is not None:
+                await deliver(answer)
+            return
+        answer.row_follows = True
+        try:
+            await deliver(answer)
+        finally:
+            t = time.perf_counter()
+            answer.answer_id = await store()
+            answer.timings["store_ms"] = _ms(t)
 
     async def _settle(self, reservation: Reservation, result: ChatResult, turn: Turn) -> None:
         """Bill the call. If settling fails the reservation stays held: it covers the
@@ -648,6 +692,7 @@ class ConversationManager:
         notices: list[str],
         timings: dict[str, float],
         started: float,
+        deliver: Callable[[Answer], Awaitable[None]] | None,
     ) -> Answer:
         """Strict mode with no source over the floor: no LLM call, nothing billed."""
         signals = confidence.compute_signals(
@@ -673,7 +718,7 @@ class ConversationManager:
             notices=list(notices),
             event_id=turn.event_id,
         )
-        answer.answer_id = await self._store(turn, eff, answer)
+        await self._hand_over(answer, deliver, functools.partial(self._store, turn, eff, answer))
         timings["total_ms"] = _ms(started)
         return answer
 

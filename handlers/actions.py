@@ -1,6 +1,7 @@
 """Interactivity on answers: the 👍 / 👎 feedback buttons under each answer.
 
-The buttons carry `up:<answer_id>` / `down:<answer_id>`. The vote is stored with the
+The buttons carry `up:<answer>` / `down:<answer>`, the answer as `Answer.ref` names it
+(its id, or `event:<event id>` when it was shown before it was stored). The vote is stored with the
 answer (one per user; a new click replaces the old) and the user is thanked ephemerally
 through the action's `response_url`. A vote on an unknown answer is only logged. A 👎
 also sends the answer to the review channel (`handlers.review.thumbs_down`).
@@ -33,21 +34,24 @@ def register(app: AsyncApp, deps: Deps) -> None:
     ) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
-        vote, _, answer_id = str(action.get("value") or "").partition(":")
+        vote, _, ref = str(action.get("value") or "").partition(":")
         user = (body.get("user") or {}).get("id")
-        log.info("feedback vote=%s answer_id=%s user=%s", vote, answer_id, user)
-        if answer_id.isdigit() and user:
+        log.info("feedback vote=%s answer=%s user=%s", vote, ref, user)
+        answer_id: int | None = None
+        if user:
             try:
                 async with deps.db.write() as session:
-                    await repo.record_feedback(
-                        session,
-                        answer_id=int(answer_id),
-                        user_id=str(user),
-                        vote=vote,
-                        when=deps.clock.now(),
-                    )
+                    answer_id = await repo.answer_id_for(session, ref)
+                    if answer_id is not None:
+                        await repo.record_feedback(
+                            session,
+                            answer_id=answer_id,
+                            user_id=str(user),
+                            vote=vote,
+                            when=deps.clock.now(),
+                        )
             except Exception:
-                log.exception("Could not store the feedback on answer %s", answer_id)
+                log.exception("Could not store the feedback on answer %s", ref)
                 await respond(
                     text="I could not save your feedback just now; please try again later.",
                     response_type="ephemeral",
@@ -55,12 +59,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 )
                 return
         await respond(text=THANKS, response_type="ephemeral", replace_original=False)
-        if vote == "down" and answer_id.isdigit() and user:
+        if vote == "down" and answer_id is not None and user:
             container = body.get("container") or {}
             await review.thumbs_down(
                 deps,
                 client,
-                answer_id=int(answer_id),
+                answer_id=answer_id,
                 user_id=str(user),
                 message_ts=container.get("message_ts"),
             )

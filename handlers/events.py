@@ -231,8 +231,10 @@ async def _answer_claimed(
             shown.answer_showing()
             await reply.delta(text)
 
-        result = await manager.reply(turn, on_delta=on_delta, loaded=loaded, before_llm=prepared)
-        await reply.finish(result)  # the end of the answer first, then the indicator goes
+        # The end of the answer first (before it is stored), then the indicator goes.
+        result = await manager.reply(
+            turn, on_delta=on_delta, loaded=loaded, before_llm=prepared, deliver=reply.finish
+        )
         status = "answered"
         await indicator.stop()
         # A flagged answer goes to the review channel (never raises).

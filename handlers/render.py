@@ -352,23 +352,21 @@ def footer_blocks(answer: Answer) -> list[dict[str, Any]]:
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context_line(answer)}]}
     )
-    if answer.answer_id is not None:
-        elements = [
-            _button("👍 Helpful", f"up:{answer.answer_id}"),
-            _button("👎 Not helpful", f"down:{answer.answer_id}"),
-        ]
+    if (ref := answer.ref) is not None:
+        elements = [_button("👍 Helpful", f"up:{ref}"), _button("👎 Not helpful", f"down:{ref}")]
         if answer.flagged or answer.no_answer:
-            elements.append(ask_human_button(answer.answer_id))
+            elements.append(ask_human_button(ref))
         blocks.append({"type": "actions", "block_id": "candor_feedback", "elements": elements})
     return blocks
 
 
-def ask_human_button(answer_id: int) -> dict[str, Any]:
+def ask_human_button(ref: str) -> dict[str, Any]:
+    """`ref`: the answer, as `Answer.ref` names it."""
     return {
         "type": "button",
         "text": {"type": "plain_text", "text": "🙋 Ask a human", "emoji": True},
         "action_id": ASK_HUMAN_ACTION,
-        "value": str(answer_id),
+        "value": ref,
     }
 
 

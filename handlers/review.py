@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.admin import audit
 from bot.admin import service as admin_mod
 from bot.conversation import Answer
+from bot.db import repo
 from bot.db.models import AnswerRow
 from bot.deps import Deps
 from bot.kb import ScopedKnowledge
@@ -59,16 +60,16 @@ def register(app: AsyncApp, deps: Deps) -> None:
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
-        answer_id = _action_value(body)
+        ref = str(((body.get("actions") or [{}])[0]).get("value") or "")
         user = str((body.get("user") or {}).get("id") or "")
-        if answer_id is None or not user:
+        if not ref or not user:
             return
         try:
             text = await ask_human(
-                deps, client, answer_id=answer_id, user_id=user, message_ts=_message_ts(body)
+                deps, client, ref=ref, user_id=user, message_ts=_message_ts(body)
             )
         except Exception:
-            log.exception("Ask a human failed for answer %s", answer_id)
+            log.exception("Ask a human failed for answer %s", ref)
             text = FAILED
         await respond(text=text, response_type="ephemeral", replace_original=False)
 
@@ -203,12 +204,14 @@ async def thumbs_down(
 
 
 async def ask_human(
-    deps: Deps, client: AsyncWebClient, *, answer_id: int, user_id: str, message_ts: str | None
+    deps: Deps, client: AsyncWebClient, *, ref: str, user_id: str, message_ts: str | None
 ) -> str:
-    """Mention the channel's experts in the thread and post to reviewers; the asker's reply."""
+    """Mention the channel's experts in the thread and post to reviewers; the asker's reply.
+    `ref`: the answer, as its button names it (`repo.answer_id_for`)."""
     async with deps.db.write() as session:
-        answer = await session.get(AnswerRow, answer_id)
-        if answer is None:
+        answer_id = await repo.answer_id_for(session, ref)
+        answer = await session.get(AnswerRow, answer_id) if answer_id is not None else None
+        if answer_id is None or answer is None:
             return GONE
         item = await items.raise_review(
             session,

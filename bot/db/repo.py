@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -299,6 +299,23 @@ async def add_turn(
     session.add(row)
     await session.flush()
     return row
+
+
+#: How a button names an answer shown before its row was written (`Answer.ref`).
+EVENT_REF = "event:"
+
+
+async def answer_id_for(session: AsyncSession, ref: str) -> int | None:
+    """The answer a button names: `17` (the row's id), or `event:<event id>` for an
+    answer Slack showed before its row was written (the row of that event, if it was
+    written). None for anything else."""
+    if ref.isdigit():
+        return int(ref)
+    event = ref.removeprefix(EVENT_REF)
+    if event == ref or not event:
+        return None
+    found = await session.scalar(select(func.max(AnswerRow.id)).where(AnswerRow.event_id == event))
+    return int(found) if found is not None else None
 
 
 async def record_feedback(

@@ -8,7 +8,6 @@ real manager produced them, so these tests do not depend on how the core scores.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from bot.deps import Deps
 from bot.llm import DeltaCallback
 from tests.fakes import slack_events as ev
 from tests.handlers.conftest import Candor, candor, slack  # noqa: F401  (fixtures)
+from tests.helpers import blocks_of as blocks_of
 
 REVIEW = "CREVIEW01"
 REVIEWER = "UREVIEW01"
@@ -34,11 +34,21 @@ def verdicts(deps: Deps) -> list[dict[str, Any]]:
     real = deps.manager.reply
 
     async def reply(turn: Turn, on_delta: DeltaCallback | None = None, **kw: Any) -> Answer:
-        answer = await real(turn, on_delta, **kw)
         verdict = queue.pop(0) if queue else {"flagged": False, "reasons": []}
-        for name, value in verdict.items():
-            setattr(answer, name, value)
-        return answer
+
+        def judged(answer: Answer) -> Answer:
+            for name, value in verdict.items():
+                setattr(answer, name, value)
+            return answer
+
+        deliver = kw.get("deliver")
+        if deliver is not None:  # Slack is shown the answer before reply returns it
+
+            async def deliver_judged(answer: Answer) -> None:
+                await deliver(judged(answer))
+
+            kw["deliver"] = deliver_judged
+        return judged(await real(turn, on_delta, **kw))
 
     deps.manager.reply = reply  # type: ignore[method-assign]
     return queue
@@ -102,8 +112,3 @@ async def review_of(deps: Deps, answer_id: int) -> AnswerReviewRow | None:
             select(AnswerReviewRow).where(AnswerReviewRow.answer_id == answer_id)
         )
         return result.scalar_one_or_none()
-
-
-def blocks_of(call_body: dict[str, Any]) -> list[dict[str, Any]]:
-    blocks = call_body.get("blocks") or []
-    return json.loads(blocks) if isinstance(blocks, str) else list(blocks)

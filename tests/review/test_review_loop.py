@@ -17,6 +17,7 @@ from tests.confidence.test_confidence import add_doc
 from tests.fakes import slack_events as ev
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.handlers.conftest import Candor
+from tests.helpers import button_value, final_blocks
 from tests.review.conftest import (
     REVIEW,
     REVIEWER,
@@ -29,19 +30,6 @@ from tests.review.conftest import (
 )
 
 ADMIN = "UADMIN0001"
-
-
-def final_blocks(candor: Candor, channel: str = "C1") -> list[dict[str, Any]]:
-    """The blocks of the answer's last message, as sent to Slack (stopStream or postMessage)."""
-    for call in reversed(candor.slack.calls):
-        if (
-            call.method in ("chat.stopStream", "chat.postMessage")
-            and call.get("channel") == channel
-        ):
-            blocks = blocks_of(call.body)
-            if blocks:
-                return blocks
-    raise AssertionError("no answer with blocks was sent")
 
 
 def action_ids(blocks: list[dict[str, Any]]) -> list[str]:
@@ -137,7 +125,8 @@ async def test_a_thumbs_down_reaches_the_review_channel(
     answer = await last_answer(deps)
     assert review_posts(reviewed) == []
 
-    await click(reviewed, f"{render.FEEDBACK_ACTION}_down", f"down:{answer.id}", user="U7")
+    down = f"{render.FEEDBACK_ACTION}_down"
+    await click(reviewed, down, button_value(final_blocks(reviewed), down), user="U7")
 
     await reviewed.slack.wait_until(lambda: len(review_posts(reviewed)) == 1, what="review post")
     text = json.dumps(blocks_of(review_posts(reviewed)[0].body), ensure_ascii=False)
@@ -178,7 +167,11 @@ async def test_ask_a_human_mentions_the_channel_experts_in_the_thread(
     await reviewed.slack.wait_until(lambda: len(review_posts(reviewed)) == 1, what="review post")
 
     told = len(ephemeral_texts(reviewed))
-    await click(reviewed, render.ASK_HUMAN_ACTION, str(answer.id), user="U1")
+    # The button Slack shows: the answer went out before its row was written, so the
+    # button names the answer's event, which finds the row written after it.
+    pressed = button_value(final_blocks(reviewed), render.ASK_HUMAN_ACTION)
+    assert pressed == f"event:{answer.event_id}"
+    await click(reviewed, render.ASK_HUMAN_ACTION, pressed, user="U1")
 
     def asked() -> list[str]:
         return [

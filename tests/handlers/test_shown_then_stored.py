@@ -1,0 +1,121 @@
+"""An answer is shown in full before it is written down, and written down whatever Slack does.
+
+Issue 13 (throughput): storing the answer (its bill, both turns and its row: a write
+transaction of several round trips) used to come between the model's last words and the
+end of the answer in Slack. Now Slack gets the end first; the answer's buttons name its
+event (`event:<id>`) until the row exists, and a click finds the row through it. The bill
+and the thread's memory never depend on Slack taking the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, select
+
+from bot.db import repo
+from bot.db.models import AnswerFeedbackRow, AnswerRow, ConversationTurnRow, ProcessedEventRow
+from bot.deps import Deps
+from bot.spend.guard import SpendLedger
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.slack_events import app_mention, block_actions
+from tests.handlers.conftest import Candor
+from tests.helpers import button_value, final_blocks
+
+
+async def rows(deps: Deps, model: Any) -> list[Any]:
+    async with deps.db.sessions() as session:
+        return list((await session.execute(select(model))).scalars())
+
+
+async def test_slack_has_the_whole_answer_before_its_row_is_written(
+    candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    stopped_when_stored: list[int] = []
+
+    def on_statement(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ANSWERS"):
+            stopped_when_stored.append(len(candor.slack.calls_to("chat.stopStream")))
+
+    engine = deps.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        fake_llm.enqueue("Deploys run with make deploy.", prompt_tokens=40, completion_tokens=9)
+        await candor.send.event(app_mention("<@UBOT> how do deploys run?", user="U1"))
+        await candor.idle()
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+    assert stopped_when_stored == [1]  # the end of the answer was in Slack already
+    [message] = candor.slack.messages("C1")
+    assert message.text == "Deploys run with make deploy."
+    # ... and what follows it still happened: the row, the thread's memory, the bill.
+    [answer] = await rows(deps, AnswerRow)
+    assert answer.text == "Deploys run with make deploy."
+    assert [t.role for t in await rows(deps, ConversationTurnRow)] == ["user", "assistant"]
+    usage = await SpendLedger(deps.db, deps.settings, deps.clock).user_usage("U1")
+    assert usage.calls == 1 and usage.spent_micro_usd > 0 and usage.held_micro_usd == 0
+    assert [e.status for e in await rows(deps, ProcessedEventRow)] == ["answered"]
+
+
+async def test_when_slack_refuses_the_end_of_the_answer_the_bill_and_memory_still_stand(
+    candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    fake_llm.enqueue("A long answer Slack will not finish.", completion_tokens=9)
+    for method in ("chat.stopStream", "chat.update", "chat.postMessage"):
+        candor.slack.fail_next(method, "fatal_error", times=3)
+
+    await candor.send.event(app_mention("<@UBOT> will it end?", user="U1"))
+    await candor.idle()
+
+    usage = await SpendLedger(deps.db, deps.settings, deps.clock).user_usage("U1")
+    assert usage.calls == 1 and usage.spent_micro_usd > 0 and usage.held_micro_usd == 0
+    [answer] = await rows(deps, AnswerRow)
+    assert answer.text == "A long answer Slack will not finish."
+    assert len(await rows(deps, ConversationTurnRow)) == 2  # the thread remembers it
+    assert [e.status for e in await rows(deps, ProcessedEventRow)] == ["failed"]
+
+
+async def test_a_vote_from_the_answers_button_lands_on_its_row(
+    candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    fake_llm.enqueue("Lunch is at noon.")
+    await candor.send.event(app_mention("<@UBOT> when is lunch?"))
+    await candor.idle()
+    [answer] = await rows(deps, AnswerRow)
+
+    pressed = button_value(final_blocks(candor), "candor_feedback_up")
+    assert pressed == f"up:event:{answer.event_id}"
+    url = candor.slack.response_url()
+    status, _ = await candor.send.action(
+        block_actions("candor_feedback_up", pressed, user_id="U9", response_url=url)
+    )
+    await candor.slack.wait_for("response_url")
+
+    assert status == 200
+    [vote] = await rows(deps, AnswerFeedbackRow)
+    assert (vote.answer_id, vote.user_id, vote.vote) == (answer.id, "U9", "up")
+
+
+async def test_a_button_names_an_answer_by_its_id_or_its_event(
+    candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    fake_llm.enqueue("First.")
+    await candor.send.event(app_mention("<@UBOT> one?"))
+    await candor.idle()
+    [answer] = await rows(deps, AnswerRow)
+    assert answer.event_id
+
+    async with deps.db.sessions() as session:
+        found = [
+            await repo.answer_id_for(session, ref)
+            for ref in (
+                str(answer.id),  # buttons of answers stored before they were shown
+                f"event:{answer.event_id}",
+                "event:EvNeverAnswered",
+                "event:",
+                "lunch",
+                "",
+            )
+        ]
+    assert found == [answer.id, answer.id, None, None, None, None]
