@@ -117,15 +117,8 @@ async def _answer(
     known_thread = await _known_thread(deps, surface, incoming)
     if incoming.needs_known_thread and not known_thread:
         return
-    claimed: bool | None = None
-    loaded: Loaded | None = None
     try:
-        try:
-            claimed, loaded = await _claim(deps, incoming, known_thread, with_settings=True)
-        except _LoadFailed:
-            # The settings or history could not be read, which rolled the claim back: claim
-            # alone, so the failure below is told once and marks the claim (none stuck).
-            claimed, loaded = await _claim(deps, incoming, known_thread, with_settings=False)
+        claimed = await _claim(deps, incoming)
     except Exception:
         # Without the claim we cannot promise one answer; say so once and let Slack retry.
         log.exception("Could not claim %s", incoming.claim_key)
@@ -134,20 +127,14 @@ async def _answer(
     if not claimed:
         log.info("Already answered %s (event %s); skipping.", incoming.claim_key, incoming.event_id)
         return
-    await _answer_claimed(deps, surface, incoming, known_thread, loaded, prepared, arrived)
+    await _answer_claimed(deps, surface, incoming, known_thread, prepared, arrived)
 
 
-class _LoadFailed(Exception):
-    """Reading the settings or history with the claim failed (the claim rolled back)."""
-
-
-async def _claim(
-    deps: Deps, incoming: Incoming, known_thread: bool, *, with_settings: bool
-) -> tuple[bool, Loaded | None]:
-    """Claim the message and, with the claim, read the channel's settings and the thread's
-    history: one transaction where there were three."""
-    async with deps.db.write(quick=True) as session:
-        claimed = await repo.claim_event(
+async def _claim(deps: Deps, incoming: Incoming) -> bool:
+    """Claim the message: one statement that commits by itself (on Postgres one round
+    trip and no place among the writers; `Database.one_statement`)."""
+    async with deps.db.one_statement(writes=True) as session:
+        return await repo.claim_event(
             session,
             event_id=incoming.claim_key,
             kind=incoming.kind,
@@ -157,19 +144,25 @@ async def _claim(
             thread_ts=incoming.thread_ts,
             user_id=incoming.user,
         )
-        if not claimed or not with_settings:
-            return claimed, None
-        try:
-            loaded = await deps.manager.load(
+
+
+async def _load(deps: Deps, incoming: Incoming, known_thread: bool) -> Loaded | None:
+    """The channel's settings and the thread's history, read after the claim without a
+    transaction (one statement each, each committing by itself). None when they cannot
+    be read: the answer then reads them itself, and a database still down gets the
+    storage sentence there, with the claim marked."""
+    try:
+        async with deps.db.one_statement(writes=False) as session:
+            return await deps.manager.load(
                 session,
                 workspace_id=incoming.team_id,
                 channel_id=incoming.channel,
                 thread_key=incoming.thread_key,
                 with_history=known_thread,
             )
-        except Exception as exc:
-            raise _LoadFailed from exc
-    return True, loaded
+    except Exception:
+        log.warning("Could not read the settings of %s", incoming.claim_key, exc_info=True)
+        return None
 
 
 async def _answer_claimed(
@@ -177,7 +170,6 @@ async def _answer_claimed(
     surface: SlackSurface,
     incoming: Incoming,
     known_thread: bool,
-    loaded: Loaded | None,
     prepared: Callable[[], None],
     arrived: float,
 ) -> None:
@@ -210,6 +202,7 @@ async def _answer_claimed(
                 return
             status = "learned"
             return
+        loaded = await _load(deps, incoming, known_thread)
         if loaded is not None:
             settings = loaded.settings
         else:
