@@ -91,12 +91,13 @@ class Database:
 
     @asynccontextmanager
     async def one_statement(self, *, writes: bool) -> AsyncIterator[AsyncSession]:
-        """A session for one short statement that needs no transaction around it (an
-        UPDATE of one row by its key, a lookup). On Postgres the statement commits by
-        itself: one round trip instead of BEGIN, the statement and COMMIT or ROLLBACK,
-        and a write takes no place in the writer gate (a single statement holds its row
-        lock only while it runs). On SQLite it runs quick (`quick`), and a write goes
-        through the gate: SQLite's one writer is what the gate is for."""
+        """A session for short statements that need no transaction around them: one
+        write (an INSERT or UPDATE of one row by its key), or lookups that need not agree
+        with each other. On Postgres each statement commits by itself: one round trip
+        instead of BEGIN, the statement and COMMIT or ROLLBACK, and a write takes no
+        place in the writer gate (a single statement holds its row lock only while it
+        runs). On SQLite they run quick (`quick`), and a write goes through the gate:
+        SQLite's one writer is what the gate is for."""
         if not self.is_sqlite:
             async with self.sessions(bind=self._autocommit) as session:
                 yield session
