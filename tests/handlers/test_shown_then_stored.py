@@ -28,6 +28,15 @@ async def rows(deps: Deps, model: Any) -> list[Any]:
         return list((await session.execute(select(model))).scalars())
 
 
+async def answered(candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps, text: str) -> AnswerRow:
+    """Mention Candor, let the fake model answer `text`; the one answer row stored."""
+    fake_llm.enqueue(text)
+    await candor.send.event(app_mention("<@UBOT> a question?"))
+    await candor.idle()
+    [answer] = await rows(deps, AnswerRow)
+    return answer
+
+
 async def test_slack_has_the_whole_answer_before_its_row_is_written(
     candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
 ) -> None:
@@ -79,10 +88,7 @@ async def test_when_slack_refuses_the_end_of_the_answer_the_bill_and_memory_stil
 async def test_a_vote_from_the_answers_button_lands_on_its_row(
     candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
 ) -> None:
-    fake_llm.enqueue("Lunch is at noon.")
-    await candor.send.event(app_mention("<@UBOT> when is lunch?"))
-    await candor.idle()
-    [answer] = await rows(deps, AnswerRow)
+    answer = await answered(candor, fake_llm, deps, "Lunch is at noon.")
 
     pressed = button_value(final_blocks(candor), "candor_feedback_up")
     assert pressed == f"up:event:{answer.event_id}"
@@ -100,10 +106,7 @@ async def test_a_vote_from_the_answers_button_lands_on_its_row(
 async def test_a_button_names_an_answer_by_its_id_or_its_event(
     candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
 ) -> None:
-    fake_llm.enqueue("First.")
-    await candor.send.event(app_mention("<@UBOT> one?"))
-    await candor.idle()
-    [answer] = await rows(deps, AnswerRow)
+    answer = await answered(candor, fake_llm, deps, "First.")
     assert answer.event_id
 
     async with deps.db.sessions() as session:
