@@ -1,9 +1,9 @@
 """Interactivity on answers: the 👍 / 👎 feedback buttons under each answer.
 
 The buttons carry `up:<answer>` / `down:<answer>`, the answer as `Answer.ref` names it
-(its id, or `event:<event id>` when it was shown before it was stored). The vote is stored with the
-answer (one per user; a new click replaces the old) and the user is thanked ephemerally
-through the action's `response_url`. A vote on an unknown answer is only logged. A 👎
+(its id, or `event:<event id>` when it was shown before it was stored). The vote is
+stored with the answer (one per user; a new click replaces the old) and the user is
+thanked ephemerally through the action's `response_url`. A vote on an unknown answer is only logged. A 👎
 also sends the answer to the review channel (`handlers.review.thumbs_down`).
 """
 
