@@ -85,6 +85,23 @@ async def test_when_slack_refuses_the_end_of_the_answer_the_bill_and_memory_stil
     assert [e.status for e in await rows(deps, ProcessedEventRow)] == ["failed"]
 
 
+async def test_an_answer_cut_off_while_slack_holds_back_its_end_is_still_billed_and_stored(
+    candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    fake_llm.enqueue("Everything but the end.", completion_tokens=9)
+    candor.slack.rate_limit_next("chat.stopStream", retry_after=5)  # the end waits 5 s
+
+    await candor.send.event(app_mention("<@UBOT> a question?", user="U1"))
+    await candor.slack.wait_for("chat.stopStream")
+    await candor.runtime.shutdown(grace_seconds=0.1)  # Candor restarts meanwhile
+
+    usage = await SpendLedger(deps.db, deps.settings, deps.clock).user_usage("U1")
+    assert usage.calls == 1 and usage.spent_micro_usd > 0 and usage.held_micro_usd == 0
+    [answer] = await rows(deps, AnswerRow)
+    assert answer.text == "Everything but the end."
+    assert [e.status for e in await rows(deps, ProcessedEventRow)] == ["cut_off"]
+
+
 async def test_a_vote_from_the_answers_button_lands_on_its_row(
     candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
 ) -> None:
