@@ -512,10 +512,14 @@ class ConversationManager:
         runs whether the showing worked, failed or was cut off: the bill and the thread's
         memory never depend on Slack. (Not for an answer without an event id: its buttons
         name its row, which must come first.)"""
-        t = time.perf_counter()
-        if deliver is None or not answer.event_id:
+
+        async def stored() -> None:
+            t = time.perf_counter()
             answer.answer_id = await store()
             answer.timings["store_ms"] = _ms(t)
+
+        if deliver is None or not answer.event_id:
+            await stored()
             if deliver is not None:
                 await deliver(answer)
             return
@@ -523,9 +527,7 @@ class ConversationManager:
         try:
             await deliver(answer)
         finally:
-            t = time.perf_counter()
-            answer.answer_id = await store()
-            answer.timings["store_ms"] = _ms(t)
+            await stored()
 
     async def _settle(self, reservation: Reservation, result: ChatResult, turn: Turn) -> None:
         """Bill the call. If settling fails the reservation stays held: it covers the

@@ -60,7 +60,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
-        ref = str(((body.get("actions") or [{}])[0]).get("value") or "")
+        ref = _action_text(body)
         user = str((body.get("user") or {}).get("id") or "")
         if not ref or not user:
             return
@@ -211,11 +211,11 @@ async def ask_human(
     async with deps.db.write() as session:
         answer_id = await repo.answer_id_for(session, ref)
         answer = await session.get(AnswerRow, answer_id) if answer_id is not None else None
-        if answer_id is None or answer is None:
+        if answer is None:
             return GONE
         item = await items.raise_review(
             session,
-            answer_id=answer_id,
+            answer_id=answer.id,
             kind=items.KIND_ASK_HUMAN,
             now=deps.clock.now(),
             raised_by=user_id,
@@ -408,9 +408,13 @@ async def _dm(client: AsyncWebClient, user_id: str, text: str) -> None:
         log.warning("Could not tell %s about their review", user_id)
 
 
+def _action_text(body: dict[str, Any]) -> str:
+    """The pressed button's value ("" when there is none)."""
+    return str(((body.get("actions") or [{}])[0]).get("value") or "")
+
+
 def _action_value(body: dict[str, Any]) -> int | None:
-    action = (body.get("actions") or [{}])[0]
-    value = str(action.get("value") or "")
+    value = _action_text(body)
     return int(value) if value.isdigit() else None
 
 
