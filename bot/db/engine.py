@@ -90,19 +90,23 @@ class Database:
                 yield session
 
     @asynccontextmanager
-    async def one_statement(self, *, writes: bool) -> AsyncIterator[AsyncSession]:
+    async def one_statement(
+        self, *, writes: bool, ahead: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """A session for short statements that need no transaction around them: one
-        write (an INSERT or UPDATE of one row by its key), or lookups that need not agree
-        with each other. On Postgres each statement commits by itself: one round trip
-        instead of BEGIN, the statement and COMMIT or ROLLBACK, and a write takes no
-        place in the writer gate (a single statement holds its row lock only while it
-        runs). On SQLite they run quick (`quick`), and a write goes through the gate:
-        SQLite's one writer is what the gate is for."""
+        write (an INSERT or UPDATE of one row by its key, or the ledger's hold, one
+        function call on Postgres), or lookups that need not agree with each other. On
+        Postgres each statement commits by itself: one round trip instead of BEGIN, the
+        statement and COMMIT or ROLLBACK, and a write takes no place in the writer gate
+        (a single statement holds its row lock only while it runs). On SQLite they run
+        quick (`quick`), and writes are one transaction through the gate (`ahead` as in
+        `write`): SQLite's one writer is what the gate is for, and what is one statement
+        on Postgres may be several there."""
         if not self.is_sqlite:
             async with self.sessions(bind=self._autocommit) as session:
                 yield session
         elif writes:
-            async with self.write(quick=True) as session:
+            async with self.write(quick=True, ahead=ahead) as session:
                 yield session
         else:
             with self.quick():

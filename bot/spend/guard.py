@@ -4,8 +4,7 @@
 
 reserve
     Reads the user's budget and the model's price, prices the worst case (the counted
-    prompt plus the answer's `max_tokens`, no cache discount) and, in the same
-    transaction, claims the call in `spend_reservations` (unique per Slack event and
+    prompt plus the answer's `max_tokens`, no cache discount) and, atomically, claims the call in `spend_reservations` (unique per Slack event and
     kind) and holds the money on the user's counter row for this period with one
     conditional statement, which also creates the row on the period's first call:
 
@@ -20,7 +19,9 @@ reserve
     lock. An estimate above the limit on its own is refused before the statement (a new
     row is not checked by it). No row back means over budget: the transaction rolls back
     and `OverBudget` tells the user what they spent, their limit and when the period
-    resets. No LLM call happens.
+    resets. No LLM call happens. On Postgres the claim and the hold are one statement, a
+    function (`ledger.hold_for_call`): the reserve is three round trips (budget, price,
+    hold) with no transaction around them, instead of six.
 settle
     Moves the hold to `spent` at the actual cost from the API's `usage` (cached tokens
     at the cached price; counts marked estimated when the server sent none) and writes
@@ -143,10 +144,11 @@ class SpendLedger:
         now = self._now()
         notices: list[str] = []
         alert_text: str | None = None
-        async with self.db.write(quick=True, ahead=True) as session:
-            # The budget and price are read in the transaction that holds (one session,
-            # not two). On SQLite these reads run before its write transaction begins
-            # (the driver begins it at the first write), so they lock nothing.
+        # One session: on Postgres each statement commits by itself (the hold is one
+        # statement, atomic by itself; `ledger.hold_for_call`), on SQLite it is one write
+        # transaction, whose reads run before the driver begins it at the first write,
+        # so they lock nothing.
+        async with self.db.one_statement(writes=True, ahead=True) as session:
             budget = await self._budget(session, user_id)
             price = await self.prices.price_for(session, model, at=now)
             window = self._window(now, budget)
@@ -169,21 +171,21 @@ class SpendLedger:
                 limit=None if budget.unlimited else budget.limit_micro_usd,
                 now=now,
             )
-            reservation_id, spent = held.reservation_id, held.spent
-            if not held.held:
+            if isinstance(held, ledger.Refused):
                 log.info(
                     "Refused %s: %d spent + %d needed > %d limit (micro-USD).",
                     user_id,
-                    spent,
+                    held.spent,
                     estimate,
                     budget.limit_micro_usd,
                 )
-                # Raising inside the transaction rolls the claim back too.
+                # Raising inside a transaction rolls the claim back too.
                 raise OverBudget(
-                    spent_usd=spent / MICRO,
+                    spent_usd=held.spent / MICRO,
                     limit_usd=budget.limit_micro_usd / MICRO,
                     resets_at=window.end,
                 )
+            reservation_id, spent = held.reservation_id, held.spent
             if self._past_threshold(spent, budget):
                 if await ledger.claim_flag(
                     session, user_id=user_id, period_key=key, flag="user_warned"

@@ -83,7 +83,7 @@ class ImageBilling:
                 limit=None if budget.unlimited else budget.limit_micro_usd,
                 now=now,
             )
-            if not held.held:
+            if isinstance(held, ledger.Refused):
                 raise OverBudget(
                     spent_usd=held.spent / MICRO,
                     limit_usd=budget.limit_micro_usd / MICRO,

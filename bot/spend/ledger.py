@@ -2,7 +2,8 @@
 
 Keyword-only functions that take a session; the caller owns the transaction, so a
 reserve (claim + hold) or a settle (transition + counter + ledger row) commits or rolls
-back as one. `bot.spend.guard.SpendLedger` decides *what* to do; this module only knows *how*.
+back as one. (On Postgres the claim and the hold are one statement, a function that is
+atomic by itself: `hold_for_call`.) `bot.spend.guard.SpendLedger` decides *what* to do; this module only knows *how*.
 
 Every check-and-change is a single conditional statement (`UPDATE ... WHERE <guard>
 RETURNING`, or for the counters `INSERT ... ON CONFLICT DO UPDATE ... WHERE <guard>
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import BigInteger, DateTime, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import BudgetUsageRow, SpendLedgerRow, SpendReservationRow
@@ -266,15 +267,19 @@ async def add_to_counter(
 
 @dataclass(frozen=True)
 class Held:
-    """The outcome of `hold_for_call`: the reservation, and the user's settled spend.
-
-    `held` is False when the budget could not cover the amount; the caller then raises
-    (rolling back the claim with the transaction) and `spent` is the counter as it stands.
-    """
+    """`hold_for_call` held the amount: the reservation, and the user's settled spend."""
 
     reservation_id: int
     spent: int
-    held: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    """`hold_for_call` could not: the budget cannot cover the amount. The caller raises
+    (rolling back the claim with its transaction; on Postgres nothing was left behind to
+    roll back); `spent` is the user's settled spend as it stands."""
+
+    spent: int
 
 
 async def hold_for_call(
@@ -285,13 +290,22 @@ async def hold_for_call(
     values: dict[str, Any],
     limit: int | None,
     now: datetime,
-) -> Held:
+) -> Held | Refused:
     """Claim the reservation of `call_id` and hold its amount on the user's counter.
 
     `values` are the reservation's fields (`user_id`, `period_key` and `amount_micro_usd`
     among them). One sequence for every kind of call (chat, image), so a hold is always
-    claimed, counted and limit-checked the same way.
+    claimed, counted and limit-checked the same way. Raises `DuplicateCall` if the call
+    is held (being answered) or settled (already billed).
+
+    On Postgres it is one statement, the `candor_hold_call` function (migration
+    `0013_hold_function`), atomic by itself: a caller needs no transaction around it.
+    On SQLite it is the statements below, in the caller's transaction.
     """
+    if dialect_of(session) == "postgresql":
+        return await _hold_in_one_statement(
+            session, call_id=call_id, kind=kind, values=values, limit=limit, now=now
+        )
     reservation_id = await claim_reservation(
         session, call_id=call_id, kind=kind, values=values, now=now
     )
@@ -305,9 +319,36 @@ async def hold_for_call(
         now=now,
     )
     if spent is None:
-        current = await counter_spent(session, user_id=user_id, period_key=period_key)
-        return Held(reservation_id, current, held=False)
-    return Held(reservation_id, spent, held=True)
+        return Refused(await counter_spent(session, user_id=user_id, period_key=period_key))
+    return Held(reservation_id, spent)
+
+
+_HOLD_CALL = text(
+    "SELECT reservation_id, spent, outcome FROM candor_hold_call("
+    ":call_id, :kind, :workspace_id, :channel_id, :user_id, :model, :period_key,"
+    " :amount_micro_usd, :b_limit, :now)"
+).bindparams(bindparam("b_limit", type_=BigInteger), bindparam("now", type_=DateTime(True)))
+
+
+async def _hold_in_one_statement(
+    session: AsyncSession,
+    *,
+    call_id: str,
+    kind: str,
+    values: dict[str, Any],
+    limit: int | None,
+    now: datetime,
+) -> Held | Refused:
+    params = {**values, "call_id": call_id, "kind": kind, "b_limit": limit, "now": now}
+    reservation_id, spent, outcome = (await session.execute(_HOLD_CALL, params)).one()
+    if outcome == HELD and reservation_id is not None:
+        return Held(int(reservation_id), int(spent))
+    if outcome == "refused":
+        return Refused(int(spent))
+    if outcome in (HELD, SETTLED):
+        raise DuplicateCall(call_id, outcome)
+    # The row that conflicted was gone when its status was read (deleted meanwhile).
+    raise RuntimeError(f"the reservation of call {call_id} vanished while it was claimed")
 
 
 async def release_hold(
