@@ -11,14 +11,17 @@ run on separate connections of the pool.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, make_url, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.clock import FixedClock
+from bot.db.engine import alembic_config, open_database, upgrade
 from bot.db.spend_models import SpendReservationRow
 from bot.llm import Usage
 from bot.ports import OverBudget, Reservation
@@ -222,3 +225,41 @@ async def test_a_response_from_another_model_is_billed_at_that_models_price(
     )
     usage = await ledger.user_usage("U8")
     assert (usage.spent_micro_usd, usage.held_micro_usd) == (2000, 0)
+
+
+async def test_the_hold_function_comes_and_goes_with_its_migration(database_url: str) -> None:
+    """On Postgres the hold is `candor_hold_call` (migration 0013); stepping back to 0012
+    drops it, and upgrading brings it back. SQLite has no such function at any revision."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("Postgres only (TEST_DATABASE_URL)")
+    name = f"candor_migrate_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    own = open_database(make_url(database_url).set(database=name).render_as_string(False))
+
+    async def has_function() -> bool:
+        async with own.sessions() as session:
+            found = await session.execute(
+                text("SELECT count(*) FROM pg_proc WHERE proname = 'candor_hold_call'")
+            )
+            return bool(found.scalar_one())
+
+    def downgrade(sync_conn: Any) -> None:
+        from alembic import command
+
+        command.downgrade(alembic_config(sync_conn), "0012_daily")
+
+    try:
+        await upgrade(own)
+        assert await has_function()
+        async with own.engine.begin() as conn:
+            await conn.run_sync(downgrade)
+        assert not await has_function()
+        await upgrade(own)
+        assert await has_function()
+    finally:
+        await own.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
