@@ -84,7 +84,8 @@ class DatabaseSettings(BaseSettings):
     url: str = ""
     echo: bool = False
     # Postgres write transactions one process runs at once; more wait, first come first
-    # served (bot.db.engine.Database.write). SQLite always runs one.
+    # served (bot.db.engine.Database.write; single statements that commit by themselves,
+    # as the claim and the reservation, do not count). SQLite always runs one.
     writers: int = Field(default=4, ge=1, le=100)
 
     @field_validator("url")
