@@ -17,6 +17,7 @@ carry this month's spend into today.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -111,22 +112,31 @@ class Budget:
 
 async def get_budget(session: AsyncSession, *, user_id: str, settings: BudgetSettings) -> Budget:
     """The budget that applies to `user_id` now."""
-    rows = {row.user_id: row for row in await session.execute(_BUDGET_ROWS, {"b_user": user_id})}
-    default = rows.get(DEFAULT_BUDGET_KEY)
-    period = parse_period(default.period) if default and default.period else settings.period
-    own = rows.get(user_id) if user_id != DEFAULT_BUDGET_KEY else None
+    rows = await session.execute(_BUDGET_ROWS, {"b_user": user_id})
+    return budget_from_rows(rows, user_id=user_id, settings=settings)
+
+
+def budget_from_rows(
+    rows: Iterable[tuple[str, int, str | None]], *, user_id: str, settings: BudgetSettings
+) -> Budget:
+    """`get_budget`, given the `(user_id, limit_micro_usd, period)` rows of the user and
+    of the default (`BUDGET_COLUMNS` where `ROWS_OF_USER`)."""
+    limits = {key: (limit, period) for key, limit, period in rows}
+    default = limits.get(DEFAULT_BUDGET_KEY)
+    period = parse_period(default[1]) if default and default[1] else settings.period
+    own = limits.get(user_id) if user_id != DEFAULT_BUDGET_KEY else None
     if own is not None:
-        return Budget(user_id, own.limit_micro_usd, period, "user")
+        return Budget(user_id, own[0], period, "user")
     if default is not None:
-        return Budget(user_id, default.limit_micro_usd, period, "default")
+        return Budget(user_id, default[0], period, "default")
     return Budget(user_id, usd_to_micro(settings.default_usd), period, "settings")
 
 
 _BUDGETS = table(SpendBudgetRow)
-#: The user's row and the default one (prebuilt: this runs for every reserve).
-_BUDGET_ROWS = select(_BUDGETS.c.user_id, _BUDGETS.c.limit_micro_usd, _BUDGETS.c.period).where(
-    _BUDGETS.c.user_id.in_((bindparam("b_user"), DEFAULT_BUDGET_KEY))
-)
+#: The columns `budget_from_rows` reads, and the rows: the user's (`b_user`) and the default.
+BUDGET_COLUMNS = (_BUDGETS.c.user_id, _BUDGETS.c.limit_micro_usd, _BUDGETS.c.period)
+ROWS_OF_USER = _BUDGETS.c.user_id.in_((bindparam("b_user"), DEFAULT_BUDGET_KEY))
+_BUDGET_ROWS = select(*BUDGET_COLUMNS).where(ROWS_OF_USER)
 
 
 async def set_default_budget(

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, DateTime, String, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
@@ -149,8 +149,7 @@ class SpendLedger:
         # transaction, whose reads run before the driver begins it at the first write,
         # so they lock nothing.
         async with self.db.one_statement(writes=True, ahead=True) as session:
-            budget = await self._budget(session, user_id)
-            price = await self.prices.price_for(session, model, at=now)
+            budget, price = await self._budget_and_price(session, user_id, model, at=now)
             window = self._window(now, budget)
             estimate = price.cost_micro_usd(
                 prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens
@@ -516,6 +515,23 @@ class SpendLedger:
     async def _budget(self, session: AsyncSession, user_id: str) -> Budget:
         return await budgets.get_budget(session, user_id=user_id, settings=self.settings.budget)
 
+    async def _budget_and_price(
+        self, session: AsyncSession, user_id: str, model: str, *, at: datetime
+    ) -> tuple[Budget, ModelPrice]:
+        """`_budget` and `prices.price_for`, read in one statement (`_BUDGET_AND_PRICES`)."""
+        rows = await session.execute(
+            _BUDGET_AND_PRICES, {"b_user": user_id, "b_names": prices.override_names(model)}
+        )
+        limits: list[tuple[str, int, str | None]] = []
+        overrides = []
+        for row in rows:
+            if row.kind == _BUDGET_ROW:
+                limits.append((row.model, row.input_micro_usd_per_m, row.period))
+            else:
+                overrides.append(row)
+        budget = budgets.budget_from_rows(limits, user_id=user_id, settings=self.settings.budget)
+        return budget, self.prices.resolve(model, overrides, at=at)
+
     def _past_threshold(self, spent: int, budget: Budget) -> bool:
         if budget.unlimited:
             return False
@@ -529,6 +545,29 @@ class SpendLedger:
         except Exception:
             # An alert that cannot be posted must not cost the user their answer.
             log.exception("Could not deliver the budget alert.")
+
+
+_BUDGET_ROW = "budget"
+#: What a reserve reads, in one statement (one round trip instead of two): the model's
+#: price overrides (`prices.OVERRIDE_COLUMNS` of `b_names`), and the budget rows of the
+#: user (`b_user`) and the default, as rows of kind `budget` carrying the user in `model`,
+#: the limit in `input_micro_usd_per_m` and the period in `period`.
+_BUDGET_AND_PRICES = union_all(
+    select(
+        literal("price", String).label("kind"),
+        *prices.OVERRIDE_COLUMNS,
+        null().cast(String).label("period"),
+    ).where(prices.OVERRIDES_OF_NAMES),
+    select(
+        literal(_BUDGET_ROW, String),
+        budgets.BUDGET_COLUMNS[0],
+        budgets.BUDGET_COLUMNS[1],
+        null().cast(BigInteger),
+        null().cast(BigInteger),
+        null().cast(DateTime(timezone=True)),
+        budgets.BUDGET_COLUMNS[2],
+    ).where(budgets.ROWS_OF_USER),
+)
 
 
 def _ledger_values(

@@ -438,9 +438,21 @@ class PriceBook:
         `service_tier` is the tier the response says it was served at; list prices have
         variants for some tiers (`flex`, `priority`), the others bill at the standard price.
         """
-        names = list(dict.fromkeys([model, model.strip().lower(), normalize_model(model)]))
-        rows = await session.execute(_OVERRIDES, {"b_names": names})
-        by_name = {row.model: row for row in rows}
+        rows = await session.execute(_OVERRIDES, {"b_names": override_names(model)})
+        return self.resolve(model, rows, at=at, service_tier=service_tier)
+
+    def resolve(
+        self,
+        model: str,
+        overrides: Iterable[Any],
+        *,
+        at: datetime,
+        service_tier: str | None = None,
+    ) -> ModelPrice:
+        """`price_for`, given the override rows read for `override_names(model)` (rows
+        with `ModelPriceRow`'s price columns)."""
+        names = override_names(model)
+        by_name = {row.model: row for row in overrides}
         for name in names:
             if name in by_name:
                 return _override_price(by_name[name])
@@ -481,15 +493,23 @@ class PriceBook:
         return [merged[name] for name in sorted(merged)]
 
 
+def override_names(model: str) -> list[str]:
+    """The names an admin's price for `model` may be stored under, most exact first."""
+    return list(dict.fromkeys([model, model.strip().lower(), normalize_model(model)]))
+
+
 _PRICES = table(ModelPriceRow)
-#: The overrides of any of `b_names` (prebuilt: this runs for every reserve).
-_OVERRIDES = select(
+#: The price columns of an override, in `_override_price`'s names.
+OVERRIDE_COLUMNS = (
     _PRICES.c.model,
     _PRICES.c.input_micro_usd_per_m,
     _PRICES.c.cached_input_micro_usd_per_m,
     _PRICES.c.output_micro_usd_per_m,
     _PRICES.c.updated_at,
-).where(_PRICES.c.model.in_(bindparam("b_names", expanding=True)))
+)
+#: The overrides of any of `b_names` (`override_names`).
+OVERRIDES_OF_NAMES = _PRICES.c.model.in_(bindparam("b_names", expanding=True))
+_OVERRIDES = select(*OVERRIDE_COLUMNS).where(OVERRIDES_OF_NAMES)
 
 
 def _override_price(row: Any) -> ModelPrice:
