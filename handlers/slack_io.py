@@ -49,8 +49,12 @@ class Admission:
     does, and they all end together again: in a closed loop the burst never spreads out.
     Let in `slots` at a time, in arrival order, the first reach the model first and the
     burst becomes a stream (bench at 20 in flight, twelve runs each way: mean overhead
-    p50 47 -> 36 ms on SQLite, 63 -> 52 ms on Postgres; `bench/README.md`). Time spent
-    waiting here counts toward the working indicator's delay (`start_indicator`).
+    p50 47 -> 36 ms on SQLite, 63 -> 52 ms on Postgres; `bench/README.md`). Two places:
+    since the reservation left the writer gate on Postgres, preparing takes ~15 ms, and
+    two at a time beat four (overhead p50 at 20 in flight, Postgres 42 / 49 / 43 -> 30 /
+    28 / 29 ms, SQLite 45 / 37 / 28 -> 33 / 24 / 38 ms, back to back) with answers/s at 200
+    in flight unchanged; eight were worse (53-63 ms). Time spent waiting here counts
+    toward the working indicator's delay (`start_indicator`).
 
     An answer leaves when its LLM call starts (`ConversationManager.reply(before_llm=)`),
     when it ends without one, or after `hold_seconds` whatever it is waiting for (a slow
@@ -58,7 +62,7 @@ class Admission:
     longer than that.
     """
 
-    SLOTS = 4
+    SLOTS = 2
     HOLD_SECONDS = 0.25
 
     def __init__(self, slots: int = SLOTS, hold_seconds: float = HOLD_SECONDS) -> None:
