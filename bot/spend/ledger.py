@@ -303,9 +303,8 @@ async def hold_for_call(
     On SQLite it is the statements below, in the caller's transaction.
     """
     if dialect_of(session) == "postgresql":
-        return await _hold_in_one_statement(
-            session, call_id=call_id, kind=kind, values=values, limit=limit, now=now
-        )
+        params = {**values, "call_id": call_id, "kind": kind, "b_limit": limit, "now": now}
+        return _outcome(call_id, *(await session.execute(_HOLD_CALL, params)).one())
     reservation_id = await claim_reservation(
         session, call_id=call_id, kind=kind, values=values, now=now
     )
@@ -330,17 +329,8 @@ _HOLD_CALL = text(
 ).bindparams(bindparam("b_limit", type_=BigInteger), bindparam("now", type_=DateTime(True)))
 
 
-async def _hold_in_one_statement(
-    session: AsyncSession,
-    *,
-    call_id: str,
-    kind: str,
-    values: dict[str, Any],
-    limit: int | None,
-    now: datetime,
-) -> Held | Refused:
-    params = {**values, "call_id": call_id, "kind": kind, "b_limit": limit, "now": now}
-    reservation_id, spent, outcome = (await session.execute(_HOLD_CALL, params)).one()
+def _outcome(call_id: str, reservation_id: int | None, spent: int, outcome: str) -> Held | Refused:
+    """`candor_hold_call`'s row as `hold_for_call` returns it (or raises)."""
     if outcome == HELD and reservation_id is not None:
         return Held(int(reservation_id), int(spent))
     if outcome == "refused":

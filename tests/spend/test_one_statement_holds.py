@@ -82,18 +82,19 @@ async def test_a_first_call_dearer_than_the_whole_budget_is_refused_and_holds_no
 async def test_a_retry_the_budget_no_longer_covers_leaves_the_released_hold_as_it_was(
     ledger: SpendLedger,
 ) -> None:
+    async def deliver() -> Reservation:  # the same Slack event, each time
+        return await hold(
+            ledger, "Ev-again", user="U3", model="gpt-4o", prompt_tokens=200, max_output_tokens=200
+        )
+
     await dear_model(ledger)
     await ledger.set_user_budget("U3", 1.00)
-    first = await hold(
-        ledger, "Ev-again", user="U3", model="gpt-4o", prompt_tokens=200, max_output_tokens=200
-    )
+    first = await deliver()
     await ledger.release(first, reason="llm_error")  # the model failed; Slack will retry
     await ledger.set_user_budget("U3", 0.30)
 
     with pytest.raises(OverBudget):  # the retry now needs $0.40
-        await hold(
-            ledger, "Ev-again", user="U3", model="gpt-4o", prompt_tokens=200, max_output_tokens=200
-        )
+        await deliver()
 
     # The refused re-arm changed nothing: the reservation is still released, nothing held.
     [row] = await ledger_rows(ledger.db, call_id="Ev-again")
@@ -104,9 +105,7 @@ async def test_a_retry_the_budget_no_longer_covers_leaves_the_released_hold_as_i
     assert (reservation.status, reservation.amount_micro_usd) == ("released", 400_000)
     # With the budget back, the same retry is held and billed once.
     await ledger.set_user_budget("U3", 1.00)
-    again = await hold(
-        ledger, "Ev-again", user="U3", model="gpt-4o", prompt_tokens=200, max_output_tokens=200
-    )
+    again = await deliver()
     assert again.id == first.id
     await ledger.settle(again, model="gpt-4o", usage=Usage(prompt_tokens=200, completion_tokens=50))
     assert (await ledger.user_usage("U3")).spent_micro_usd == 250_000
