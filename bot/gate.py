@@ -8,10 +8,11 @@ Writers get in in the order they came, with one exception: a transaction that fi
 work already under way (an answer's reservation, its bill and stored turns: `ahead=True`)
 goes before ones that start new work (on SQLite a new message's claim). On Postgres the
 claim and the reservation are single statements that commit by themselves, outside the
-gate (`Database.one_statement`), so there the gate holds the bills and stored turns. In a burst of messages a
-strict queue serves every claim before the first reservation (each answer queues twice,
-each time behind the whole burst), so the first answers reach the model only after the
-last claim; letting the answers already claimed go first turns a burst into a stream.
+gate (`Database.one_statement`), so there the gate holds the bills and stored turns. In a
+burst of messages a strict queue serves every claim before the first reservation (each
+answer queues twice, each time behind the whole burst), so the first answers reach the
+model only after the last claim; letting the answers already claimed go first turns a
+burst into a stream.
 It cannot starve new work: every transaction that goes ahead belongs to a message whose
 claim already got in, a few per message.
 """

@@ -3,8 +3,9 @@
 `SpendLedger` implements `bot.ports.SpendGuard` for the conversation manager:
 
 reserve
-    Reads the user's budget and the model's price, prices the worst case (the counted
-    prompt plus the answer's `max_tokens`, no cache discount) and, atomically, claims the call in `spend_reservations` (unique per Slack event and
+    Reads the user's budget and the model's price (one statement), prices the worst
+    case (the counted prompt plus the answer's `max_tokens`, no cache discount) and,
+    atomically, claims the call in `spend_reservations` (unique per Slack event and
     kind) and holds the money on the user's counter row for this period with one
     conditional statement, which also creates the row on the period's first call:
 
@@ -20,8 +21,8 @@ reserve
     row is not checked by it). No row back means over budget: the transaction rolls back
     and `OverBudget` tells the user what they spent, their limit and when the period
     resets. No LLM call happens. On Postgres the claim and the hold are one statement, a
-    function (`ledger.hold_for_call`): the reserve is three round trips (budget, price,
-    hold) with no transaction around them, instead of six.
+    function (`ledger.hold_for_call`): the reserve is two round trips (the budget and
+    price read, the hold) with no transaction around them, instead of six.
 settle
     Moves the hold to `spent` at the actual cost from the API's `usage` (cached tokens
     at the cached price; counts marked estimated when the server sent none) and writes

@@ -3,7 +3,8 @@
 Keyword-only functions that take a session; the caller owns the transaction, so a
 reserve (claim + hold) or a settle (transition + counter + ledger row) commits or rolls
 back as one. (On Postgres the claim and the hold are one statement, a function that is
-atomic by itself: `hold_for_call`.) `bot.spend.guard.SpendLedger` decides *what* to do; this module only knows *how*.
+atomic by itself: `hold_for_call`.) `bot.spend.guard.SpendLedger` decides *what* to do;
+this module only knows *how*.
 
 Every check-and-change is a single conditional statement (`UPDATE ... WHERE <guard>
 RETURNING`, or for the counters `INSERT ... ON CONFLICT DO UPDATE ... WHERE <guard>
