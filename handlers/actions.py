@@ -3,8 +3,9 @@
 The buttons carry `up:<answer>` / `down:<answer>`, the answer as `Answer.ref` names it
 (its id, or `event:<event id>` when it was shown before it was stored). The vote is
 stored with the answer (one per user; a new click replaces the old) and the user is
-thanked ephemerally through the action's `response_url`. A vote on an unknown answer is only logged. A 👎
-also sends the answer to the review channel (`handlers.review.thumbs_down`).
+thanked ephemerally through the action's `response_url`. A vote on an unknown answer is
+only logged. A 👎 also sends the answer to the review channel
+(`handlers.review.thumbs_down`).
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
-        action = (body.get("actions") or [{}])[0]
-        vote, _, ref = str(action.get("value") or "").partition(":")
+        vote, _, ref = review.button_value(body).partition(":")
         user = (body.get("user") or {}).get("id")
         log.info("feedback vote=%s answer=%s user=%s", vote, ref, user)
         answer_id: int | None = None

@@ -60,7 +60,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
-        ref = _action_text(body)
+        ref = button_value(body)
         user = str((body.get("user") or {}).get("id") or "")
         if not ref or not user:
             return
@@ -408,13 +408,13 @@ async def _dm(client: AsyncWebClient, user_id: str, text: str) -> None:
         log.warning("Could not tell %s about their review", user_id)
 
 
-def _action_text(body: dict[str, Any]) -> str:
+def button_value(body: dict[str, Any]) -> str:
     """The pressed button's value ("" when there is none)."""
     return str(((body.get("actions") or [{}])[0]).get("value") or "")
 
 
 def _action_value(body: dict[str, Any]) -> int | None:
-    value = _action_text(body)
+    value = button_value(body)
     return int(value) if value.isdigit() else None
 
 
