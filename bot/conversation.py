@@ -92,6 +92,10 @@ from knowledge import cited_indices
 
 log = logging.getLogger(__name__)
 
+#: A write of the caller's, made in the transaction that stores an answer
+#: (`ConversationManager.reply(on_delivered=)`).
+StoreAlso = Callable[[AsyncSession], Awaitable[None]]
+
 #: Share of the window kept free for tokenizer differences between us and the server.
 SAFETY_MARGIN = 0.03
 #: Sources never take more than this share of what is left after the answer's room.
@@ -209,6 +213,8 @@ class Answer:
     answer_id: int | None = None
     #: Shown before its row is written (`ConversationManager.reply(deliver=)`).
     row_follows: bool = False
+    #: The caller's `on_delivered` write was committed with the answer's row.
+    delivery_recorded: bool = False
     history_turns_used: int = 0
     history_turns_dropped: int = 0
     #: Tool calls made while answering (`bot.tools`), for the footer and `candor chat`.
@@ -343,6 +349,7 @@ class ConversationManager:
         loaded: Loaded | None = None,
         before_llm: Callable[[], None] | None = None,
         deliver: Callable[[Answer], Awaitable[None]] | None = None,
+        on_delivered: StoreAlso | None = None,
     ) -> Answer:
         """Answer `turn`; raises `CandorError` subclasses with a user-facing sentence.
 
@@ -351,6 +358,10 @@ class ConversationManager:
         `deliver`: shows the finished answer; called before the answer is stored when the
         turn has an event id (`_hand_over`), and whatever it raises is raised after the
         storing.
+        `on_delivered`: the caller's own write, made in the transaction that stores the
+        answer when `deliver` showed it (the Slack surface marks its claim there: one
+        commit per answer instead of two). `Answer.delivery_recorded` says whether it was
+        committed; when not (no delivery, or the storing failed), the caller writes it.
         """
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -400,7 +411,9 @@ class ConversationManager:
             timings["retrieve_ms"] = _ms(t)
         hits = redactor.redact_hits(hits)
         if eff.strict and not any(h.score >= eff.kb_score_floor for h in hits):
-            return await self._no_source(turn, eff, hits, degraded, timings, started, deliver)
+            return await self._no_source(
+                turn, eff, hits, degraded, timings, started, deliver, on_delivered
+            )
 
         prompt = await self._fit(turn, eff, history, hits)
         prompt.notices[:0] = degraded
@@ -497,7 +510,7 @@ class ConversationManager:
             store = functools.partial(self._settle_and_store, unsettled, result, turn, eff, answer)
         else:
             store = functools.partial(self._store, turn, eff, answer)
-        await self._hand_over(answer, deliver, store)
+        await self._hand_over(answer, deliver, store, on_delivered)
         timings["total_ms"] = _ms(started)
         return answer
 
@@ -505,29 +518,35 @@ class ConversationManager:
         self,
         answer: Answer,
         deliver: Callable[[Answer], Awaitable[None]] | None,
-        store: Callable[[], Awaitable[int | None]],
+        store: Callable[[StoreAlso | None], Awaitable[int | None]],
+        on_delivered: StoreAlso | None = None,
     ) -> None:
         """Show the answer (`deliver`), then write it down (`store`: the bill, the turns,
-        the answer's row), so the user never waits on the database at the end. The store
-        runs whether the showing worked, failed or was cut off: the bill and the thread's
-        memory never depend on Slack. (Not for an answer without an event id: its buttons
-        name its row, which must come first.)"""
+        the answer's row, and `on_delivered` when the showing worked), so the user never
+        waits on the database at the end. The store runs whether the showing worked,
+        failed or was cut off: the bill and the thread's memory never depend on Slack.
+        (Not for an answer without an event id: its buttons name its row, which must come
+        first, so `on_delivered` is left to the caller.)"""
 
-        async def stored() -> None:
+        async def stored(also: StoreAlso | None) -> None:
             t = time.perf_counter()
-            answer.answer_id = await store()
+            answer.answer_id = await store(also)
+            # Every store path commits `also` with the answer's row, or returns None.
+            answer.delivery_recorded = also is not None and answer.answer_id is not None
             answer.timings["store_ms"] = _ms(t)
 
         if deliver is None or not answer.event_id:
-            await stored()
+            await stored(None)
             if deliver is not None:
                 await deliver(answer)
             return
         answer.row_follows = True
+        shown = False
         try:
             await deliver(answer)
+            shown = True
         finally:
-            await stored()
+            await stored(on_delivered if shown else None)
 
     async def _settle(self, reservation: Reservation, result: ChatResult, turn: Turn) -> None:
         """Bill the call. If settling fails the reservation stays held: it covers the
@@ -546,8 +565,9 @@ class ConversationManager:
         turn: Turn,
         eff: EffectiveSettings,
         answer: Answer,
+        also: StoreAlso | None = None,
     ) -> int | None:
-        """Bill the call and store the turns in one transaction (one commit, not two).
+        """Bill the call and store the turns (and `also`) in one transaction: one commit.
 
         Should that transaction fail, nothing of it stays: the bill is settled on its own
         (a settle of a settled reservation does nothing), then the turns stored on their
@@ -558,6 +578,8 @@ class ConversationManager:
 
         async def store(session: Any) -> None:
             stored.append(await self._store_rows(session, turn, answer))
+            if also is not None:
+                await also(session)
 
         try:
             await self.spend.settle(reservation, model=result.model, usage=result.usage, also=store)
@@ -568,9 +590,9 @@ class ConversationManager:
                 type(exc).__name__,
             )
             await self._settle(reservation, result, turn)
-            return await self._store(turn, eff, answer)
+            return await self._store(turn, eff, answer, also)
         if not stored:  # the guard had nothing to settle, so it stored nothing either
-            return await self._store(turn, eff, answer)
+            return await self._store(turn, eff, answer, also)
         set_log_context(answer_id=stored[0])  # later log lines of this turn carry it
         return stored[0]
 
@@ -695,6 +717,7 @@ class ConversationManager:
         timings: dict[str, float],
         started: float,
         deliver: Callable[[Answer], Awaitable[None]] | None,
+        on_delivered: StoreAlso | None,
     ) -> Answer:
         """Strict mode with no source over the floor: no LLM call, nothing billed."""
         signals = confidence.compute_signals(
@@ -720,7 +743,8 @@ class ConversationManager:
             notices=list(notices),
             event_id=turn.event_id,
         )
-        await self._hand_over(answer, deliver, functools.partial(self._store, turn, eff, answer))
+        store = functools.partial(self._store, turn, eff, answer)
+        await self._hand_over(answer, deliver, store, on_delivered)
         timings["total_ms"] = _ms(started)
         return answer
 
@@ -1033,10 +1057,14 @@ class ConversationManager:
         lines.append(end)
         return "\n".join(lines), kept
 
-    async def _store(self, turn: Turn, eff: EffectiveSettings, answer: Answer) -> int | None:
+    async def _store(
+        self, turn: Turn, eff: EffectiveSettings, answer: Answer, also: StoreAlso | None = None
+    ) -> int | None:
         try:
             async with self.db.write(quick=True, ahead=True) as session:
                 answer_id = await self._store_rows(session, turn, answer)
+                if also is not None:
+                    await also(session)
         except Exception:
             # The user already has the answer; losing thread memory is better than
             # failing the reply. Spend was settled separately.

@@ -39,6 +39,7 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
 )
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversation import Loaded, Turn
 from bot.db import repo
@@ -192,6 +193,7 @@ async def _answer_claimed(
     )
     indicator: Indicator | None = None
     status = "failed"
+    marked = False  # marked `answered` with the stored answer
     try:
         if uploads.wants_to_learn(incoming):
             try:
@@ -224,11 +226,21 @@ async def _answer_claimed(
             shown.answer_showing()
             await reply.delta(text)
 
-        # The end of the answer first (before it is stored), then the indicator goes.
+        async def answered(session: AsyncSession) -> None:
+            await _write_mark(session, deps, incoming, "answered")
+
+        # The end of the answer first (before it is stored), then the indicator goes. The
+        # claim is marked answered in the storing transaction once the answer is shown.
         result = await manager.reply(
-            turn, on_delta=on_delta, loaded=loaded, before_llm=prepared, deliver=reply.finish
+            turn,
+            on_delta=on_delta,
+            loaded=loaded,
+            before_llm=prepared,
+            deliver=reply.finish,
+            on_delivered=answered,
         )
         status = "answered"
+        marked = result.delivery_recorded
         await indicator.stop()
         # A flagged answer goes to the review channel (never raises).
         await review.answer_delivered(
@@ -265,7 +277,8 @@ async def _answer_claimed(
     finally:
         if indicator is not None:
             await indicator.stop()
-        await _mark(deps, incoming, status)
+        if not (marked and status == "answered"):
+            await _mark(deps, incoming, status)
 
 
 async def _known_thread(deps: Deps, surface: SlackSurface, incoming: Incoming) -> bool:
@@ -338,8 +351,10 @@ async def _mark(deps: Deps, incoming: Incoming, status: str) -> None:
     """Record how the claimed message ended; never raise (the sweep catches a miss)."""
     try:
         async with deps.db.one_statement(writes=True) as session:
-            await repo.mark_event(
-                session, event_id=incoming.claim_key, status=status, now=deps.clock.now()
-            )
+            await _write_mark(session, deps, incoming, status)
     except Exception:
         log.warning("Could not mark %s as %s", incoming.claim_key, status, exc_info=True)
+
+
+async def _write_mark(session: AsyncSession, deps: Deps, incoming: Incoming, status: str) -> None:
+    await repo.mark_event(session, event_id=incoming.claim_key, status=status, now=deps.clock.now())

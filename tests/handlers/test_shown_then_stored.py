@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from bot.db import repo
 from bot.db.models import AnswerFeedbackRow, AnswerRow, ConversationTurnRow, ProcessedEventRow
 from bot.deps import Deps
 from bot.spend.guard import SpendLedger
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fakes.slack_events import app_mention, block_actions
+from tests.fakes.slack_events import app_mention, block_actions, event_callback
 from tests.handlers.conftest import Candor
 from tests.helpers import button_value, final_blocks
 
@@ -100,6 +100,64 @@ async def test_an_answer_cut_off_while_slack_holds_back_its_end_is_still_billed_
     [answer] = await rows(deps, AnswerRow)
     assert answer.text == "Everything but the end."
     assert [e.status for e in await rows(deps, ProcessedEventRow)] == ["cut_off"]
+
+
+async def test_the_claim_is_marked_answered_in_the_same_commit_as_the_answer(
+    candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    committed: list[list[str]] = []  # the statements of each commit
+    pending: list[str] = []
+    marks: list[str] = []
+    engine = deps.db.engine.sync_engine
+
+    def on_statement(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        pending.append(" ".join(statement.split()[:3]).upper())
+        if pending[-1].startswith("UPDATE PROCESSED_EVENTS"):
+            marks.append(statement)
+
+    def on_commit(_conn: Any) -> None:
+        committed.append(pending[:])
+        pending.clear()
+
+    fake_llm.enqueue("Deploys run with make deploy.", completion_tokens=9)
+    event.listen(engine, "before_cursor_execute", on_statement)
+    event.listen(engine, "commit", on_commit)
+    try:
+        await candor.send.event(app_mention("<@UBOT> how do deploys run?", user="U1"))
+        await candor.idle()
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+        event.remove(engine, "commit", on_commit)
+
+    [stored] = [c for c in committed if "INSERT INTO ANSWERS" in c]
+    assert "UPDATE PROCESSED_EVENTS SET" in stored
+    assert len(marks) == 1  # not marked again on its own
+    assert [e.status for e in await rows(deps, ProcessedEventRow)] == ["answered"]
+
+
+async def test_when_the_answer_cannot_be_stored_the_claim_is_still_marked_answered(
+    candor: Candor, fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    # A real failure of the storing transaction: the answers table is gone for a moment.
+    async with deps.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE answers RENAME TO answers_off"))
+    body = event_callback(app_mention("<@UBOT> a question?", user="U1"))
+    try:
+        fake_llm.enqueue("Shown, never stored.", completion_tokens=9)
+        await candor.send.event(body)
+        await candor.idle()
+    finally:
+        async with deps.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE answers_off RENAME TO answers"))
+
+    assert [m.text for m in candor.slack.messages("C1")] == ["Shown, never stored."]
+    usage = await SpendLedger(deps.db, deps.settings, deps.clock).user_usage("U1")
+    assert usage.calls == 1 and usage.held_micro_usd == 0  # billed on its own
+    # Marked apart from the failed store, so a late retry of the message stays silent.
+    assert [e.status for e in await rows(deps, ProcessedEventRow)] == ["answered"]
+    await candor.send.event(body, retry_num=1)
+    await candor.idle()
+    assert len(fake_llm.requests) == 1
 
 
 async def test_a_vote_from_the_answers_button_lands_on_its_row(
