@@ -5,14 +5,16 @@ one process runs at once, and in what order. The Slack surface uses it to admit 
 into their preparation (`handlers.slack_io.Admission`).
 
 Writers get in in the order they came, with one exception: a transaction that finishes
-work already under way (an answer's reservation, its bill and stored turns: `ahead=True`)
-goes before ones that start new work (on SQLite a new message's claim). On Postgres the
-claim and the reservation are single statements that commit by themselves, outside the
-gate (`Database.one_statement`), so there the gate holds the bills and stored turns. In a
-burst of messages a strict queue serves every claim before the first reservation (each
-answer queues twice, each time behind the whole burst), so the first answers reach the
-model only after the last claim; letting the answers already claimed go first turns a
-burst into a stream.
+work already under way, which an answer waits on (its reservation: `ahead=True`), goes
+before ones that start new work (on SQLite a new message's claim). What is written after
+the answer is shown (its bill, stored turns and the claim's mark) waits its turn like new
+work: nobody waits on it, and letting it go first held the next messages back. On
+Postgres the claim and the reservation are single statements that commit by themselves,
+outside the gate (`Database.one_statement`), so there the gate holds the bills and stored
+turns. In a burst of messages a strict queue serves every claim before the first
+reservation (each answer queues twice, each time behind the whole burst), so the first
+answers reach the model only after the last claim; letting the answers already claimed
+go first turns a burst into a stream.
 It cannot starve new work: every transaction that goes ahead belongs to a message whose
 claim already got in, a few per message.
 """

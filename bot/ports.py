@@ -69,8 +69,10 @@ class SpendGuard(Protocol):
         model: str,
         usage: Usage,
         also: Callable[[Any], Awaitable[None]] | None = None,
+        ahead: bool = True,
     ) -> None:
-        """`also(session)` runs in the settle's own transaction, after the bill."""
+        """`also(session)` runs in the settle's own transaction, after the bill; `ahead`:
+        the answer waits on the bill (False once it is shown)."""
 
     async def release(self, reservation: Reservation, *, reason: str) -> None: ...
 

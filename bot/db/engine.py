@@ -58,8 +58,8 @@ class Database:
     """An async engine plus its session factory.
 
     `write()` opens a transaction for writing once the process's writer gate lets it in,
-    in the order the writers came (except that `ahead=True`, work already under way, goes
-    before new work: `bot.gate`):
+    in the order the writers came (except that `ahead=True`, work already under way that
+    an answer waits on, goes before new work: `bot.gate`):
     - On SQLite the gate lets one writer in: SQLite allows one writer at a time, and its
       busy handler backs off with sleeps of up to 100 ms, so hundreds of concurrent
       writers queueing inside SQLite take seconds each; queueing them on an `asyncio`
@@ -83,8 +83,9 @@ class Database:
         self, *, quick: bool = False, ahead: bool = False
     ) -> AsyncIterator[AsyncSession]:
         """A write transaction, once the gate lets it in. `quick`: a few indexed rows,
-        nothing slow (see `quick`). `ahead`: it finishes work already under way (an
-        answer's reservation or bill), so it goes before new work (`bot.gate`)."""
+        nothing slow (see `quick`). `ahead`: it finishes work already under way that an
+        answer waits on (its reservation, a bill before it is shown), so it goes before
+        new work (`bot.gate`)."""
         with self.quick() if quick else nullcontext():
             async with self.write_gate.enter(ahead=ahead), self.sessions.begin() as session:
                 yield session

@@ -214,6 +214,7 @@ class SpendLedger:
         model: str,
         usage: Usage,
         also: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        ahead: bool = True,
     ) -> None:
         """Bill the call at its actual cost; a second settle of one reservation does nothing.
 
@@ -226,6 +227,10 @@ class SpendLedger:
         stores the answer there: one commit for both). If it raises, nothing of the
         transaction stays and the error propagates; once the transaction is committed,
         nothing here raises.
+
+        `ahead`: the answer waits on this bill, so it goes before new messages' claims in
+        the writer gate (`Database.write`); False for a bill written after the answer
+        was shown, which nobody waits on.
         """
         if reservation.id is None:
             return
@@ -241,7 +246,7 @@ class SpendLedger:
             price = carried.price
         budget = carried.budget if carried is not None else None
         alert_text: str | None = None
-        async with self.db.write(quick=True, ahead=True) as session:
+        async with self.db.write(quick=True, ahead=ahead) as session:
             row = await ledger.transition(
                 session, reservation_id=reservation.id, old=HELD, new=SETTLED, now=now
             )

@@ -9,6 +9,7 @@ and the thread's memory never depend on Slack taking the answer.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import event, select, text
@@ -20,7 +21,7 @@ from bot.spend.guard import SpendLedger
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_events import app_mention, block_actions, event_callback
 from tests.handlers.conftest import Candor
-from tests.helpers import button_value, final_blocks
+from tests.helpers import button_value, final_blocks, make_turn
 
 
 async def rows(deps: Deps, model: Any) -> list[Any]:
@@ -197,3 +198,49 @@ async def test_a_button_names_an_answer_by_its_id_or_its_event(
             )
         ]
     assert found == [answer.id, answer.id, None, None, None, None]
+
+
+async def test_what_is_written_after_the_answer_is_shown_waits_behind_new_claims(
+    fake_llm: FakeOpenAIServer, deps: Deps
+) -> None:
+    """A new message's claim that queued for the writer gate before the shown answer's
+    bill and row gets in first: nobody waits on those, someone waits on the claim."""
+    gate = deps.db.write_gate
+    order: list[str] = []
+    engine = deps.db.engine.sync_engine
+
+    def on_statement(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ANSWERS"):
+            order.append("answer stored")
+
+    async def new_claim() -> None:
+        async with deps.db.write() as session:  # a claim, as SQLite makes it
+            order.append("claim")
+            await repo.claim_event(session, event_id="Ev-next", kind="x", now=deps.clock.now())
+
+    claiming: list[asyncio.Task[None]] = []
+
+    async def deliver(_answer: Any) -> None:
+        # While the answer is being shown, the gate is full and the next message queues.
+        for _ in range(gate.capacity):
+            await gate.acquire()
+        claiming.append(asyncio.create_task(new_claim()))
+        await asyncio.sleep(0.01)
+        asyncio.get_running_loop().call_later(0.05, release_all)
+
+    def release_all() -> None:
+        for _ in range(gate.capacity):
+            gate.release()
+
+    fake_llm.enqueue("Shown first.", completion_tokens=3)
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        answer = await deps.manager.reply(make_turn(event_id="Ev-shown"), deliver=deliver)
+        await asyncio.gather(*claiming)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+    assert order == ["claim", "answer stored"]
+    assert answer.answer_id is not None
+    usage = await SpendLedger(deps.db, deps.settings, deps.clock).user_usage("U1")
+    assert usage.calls == 1 and usage.held_micro_usd == 0
