@@ -582,9 +582,7 @@ class ConversationManager:
         stored: list[int] = []
 
         async def store(session: Any) -> None:
-            stored.append(await self._store_rows(session, turn, answer))
-            if also is not None:
-                await also(session)
+            stored.append(await self._store_rows(session, turn, answer, also))
 
         try:
             await self.spend.settle(
@@ -1074,9 +1072,7 @@ class ConversationManager:
     ) -> int | None:
         try:
             async with self.db.write(quick=True, ahead=ahead) as session:
-                answer_id = await self._store_rows(session, turn, answer)
-                if also is not None:
-                    await also(session)
+                answer_id = await self._store_rows(session, turn, answer, also)
         except Exception:
             # The user already has the answer; losing thread memory is better than
             # failing the reply. Spend was settled separately.
@@ -1085,15 +1081,18 @@ class ConversationManager:
         set_log_context(answer_id=answer_id)  # later log lines of this turn carry it
         return answer_id
 
-    async def _store_rows(self, session: AsyncSession, turn: Turn, answer: Answer) -> int:
-        """Both turns (unless the turn is not remembered) and the answer, in `session`."""
+    async def _store_rows(
+        self, session: AsyncSession, turn: Turn, answer: Answer, also: StoreAlso | None = None
+    ) -> int:
+        """Both turns (unless the turn is not remembered), the answer, then the caller's
+        `also`, in `session`."""
         base = {
             "workspace_id": turn.workspace_id,
             "channel_id": turn.channel_id,
             "thread_key": turn.thread_key,
             "event_id": turn.event_id,
         }
-        return await repo.store_exchange(
+        answer_id = await repo.store_exchange(
             session,
             now=self.clock.now(),
             turns=self._turn_rows(turn, answer, base) if turn.remember else (),
@@ -1112,6 +1111,9 @@ class ConversationManager:
                 "signals": answer.signals or None,
             },
         )
+        if also is not None:
+            await also(session)
+        return answer_id
 
     def _turn_rows(self, turn: Turn, answer: Answer, base: dict[str, Any]) -> list[dict[str, Any]]:
         """Both turns of the thread, so later messages there have their history."""
