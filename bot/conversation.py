@@ -50,6 +50,7 @@ from bot.confidence import judge
 from bot.db import repo
 from bot.db.engine import Database
 from bot.db.models import DEFAULT_KEY, ChannelSettingsRow
+from bot.db.statements import Executor
 from bot.errors import (
     CandorError,
     ChannelDisabled,
@@ -94,7 +95,7 @@ log = logging.getLogger(__name__)
 
 #: A write of the caller's, made in the transaction that stores an answer
 #: (`ConversationManager.reply(on_delivered=)`).
-StoreAlso = Callable[[AsyncSession], Awaitable[None]]
+StoreAlso = Callable[[Executor], Awaitable[None]]
 
 #: Share of the window kept free for tokenizer differences between us and the server.
 SAFETY_MARGIN = 0.03
@@ -1071,7 +1072,7 @@ class ConversationManager:
         ahead: bool = True,
     ) -> int | None:
         try:
-            async with self.db.write(quick=True, ahead=ahead) as session:
+            async with self.db.write_statements(ahead=ahead) as session:
                 answer_id = await self._store_rows(session, turn, answer, also)
         except Exception:
             # The user already has the answer; losing thread memory is better than
@@ -1082,7 +1083,7 @@ class ConversationManager:
         return answer_id
 
     async def _store_rows(
-        self, session: AsyncSession, turn: Turn, answer: Answer, also: StoreAlso | None = None
+        self, session: Executor, turn: Turn, answer: Answer, also: StoreAlso | None = None
     ) -> int:
         """Both turns (unless the turn is not remembered), the answer, then the caller's
         `also`, in `session`."""

@@ -39,10 +39,10 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
 )
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversation import Loaded, Turn
 from bot.db import repo
+from bot.db.statements import Executor
 from bot.deps import Deps
 from bot.errors import CandorError, ChannelDisabled, StorageUnavailable
 from bot.jobs.scheduler import THREAD_NOTICE
@@ -153,7 +153,7 @@ async def _load(deps: Deps, incoming: Incoming, known_thread: bool) -> Loaded | 
     be read: the answer then reads them itself, and a database still down gets the
     storage sentence there, with the claim marked."""
     try:
-        async with deps.db.one_statement(writes=False) as session:
+        async with deps.db.lookups() as session:
             return await deps.manager.load(
                 session,
                 workspace_id=incoming.team_id,
@@ -226,7 +226,7 @@ async def _answer_claimed(
             shown.answer_showing()
             await reply.delta(text)
 
-        async def answered(session: AsyncSession) -> None:
+        async def answered(session: Executor) -> None:
             await _write_mark(session, deps, incoming, "answered")
 
         # The end of the answer first (before it is stored), then the indicator goes. The
@@ -356,5 +356,5 @@ async def _mark(deps: Deps, incoming: Incoming, status: str) -> None:
         log.warning("Could not mark %s as %s", incoming.claim_key, status, exc_info=True)
 
 
-async def _write_mark(session: AsyncSession, deps: Deps, incoming: Incoming, status: str) -> None:
+async def _write_mark(session: Executor, deps: Deps, incoming: Incoming, status: str) -> None:
     await repo.mark_event(session, event_id=incoming.claim_key, status=status, now=deps.clock.now())

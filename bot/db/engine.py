@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, exc, inspect, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -91,23 +92,45 @@ class Database:
                 yield session
 
     @asynccontextmanager
+    async def write_statements(self, *, ahead: bool = False) -> AsyncIterator[AsyncConnection]:
+        """`write(quick=True)` for Core statements only (an answer's bill and stored
+        rows): a bare connection in a transaction, without an ORM session around it
+        (~50-100 µs of CPU less per transaction, measured)."""
+        with self.quick():
+            async with self.write_gate.enter(ahead=ahead), self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
     async def one_statement(
         self, *, writes: bool, ahead: bool = False
-    ) -> AsyncIterator[AsyncSession]:
-        """A session for short statements that need no transaction around them: one
-        write (an INSERT or UPDATE of one row by its key, or the ledger's hold, one
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection for short Core statements that need no transaction around them:
+        one write (an INSERT or UPDATE of one row by its key, or the ledger's hold, one
         function call on Postgres), or lookups that need not agree with each other. On
         Postgres each statement commits by itself: one round trip instead of BEGIN, the
         statement and COMMIT or ROLLBACK, and a write takes no place in the writer gate
         (a single statement holds its row lock only while it runs). On SQLite they run
         quick (`quick`), and writes are one transaction through the gate (`ahead` as in
         `write`): SQLite's one writer is what the gate is for, and what is one statement
-        on Postgres may be several there."""
+        on Postgres may be several there. `lookups` is the same for ORM reads."""
+        if not self.is_sqlite:
+            async with self._autocommit.connect() as conn:
+                yield conn
+        elif writes:
+            async with self.write_statements(ahead=ahead) as conn:
+                yield conn
+        else:
+            with self.quick():
+                async with self.engine.connect() as conn:
+                    yield conn
+
+    @asynccontextmanager
+    async def lookups(self) -> AsyncIterator[AsyncSession]:
+        """A session for ORM reads that need not agree with each other, as
+        `one_statement(writes=False)`: on Postgres each commits by itself, on SQLite they
+        run quick."""
         if not self.is_sqlite:
             async with self.sessions(bind=self._autocommit) as session:
-                yield session
-        elif writes:
-            async with self.write(quick=True, ahead=ahead) as session:
                 yield session
         else:
             with self.quick():

@@ -23,7 +23,7 @@ from bot.db.models import (
     ProcessedEventRow,
     ToolPermissionRow,
 )
-from bot.db.statements import dialect_of, table, upsert_insert
+from bot.db.statements import Executor, dialect_of, table, upsert_insert
 
 _EVENTS = table(ProcessedEventRow)
 _TURNS = table(ConversationTurnRow)
@@ -156,7 +156,7 @@ CLAIMED = "claimed"
 
 
 async def claim_event(
-    session: AsyncSession,
+    session: Executor,
     *,
     event_id: str,
     kind: str,
@@ -199,7 +199,7 @@ def _claim_statement(dialect: str) -> Any:
     )
 
 
-async def mark_event(session: AsyncSession, *, event_id: str, status: str, now: datetime) -> None:
+async def mark_event(session: Executor, *, event_id: str, status: str, now: datetime) -> None:
     """Record how the answer to `event_id` ended (whatever its status was)."""
     await session.execute(
         _MARK_EVENT, {"b_event_id": event_id, "status": status, "updated_at": now}
@@ -262,7 +262,7 @@ def _thread_statement(limit: int) -> Any:
     )
 
 
-async def thread_exists(session: AsyncSession, *, thread_key: str) -> bool:
+async def thread_exists(session: Executor, *, thread_key: str) -> bool:
     result = await session.execute(_THREAD_EXISTS, {"b_thread": thread_key})
     return result.first() is not None
 
@@ -344,7 +344,7 @@ async def record_answer(session: AsyncSession, *, now: datetime, **fields: Any) 
 
 
 async def store_exchange(
-    session: AsyncSession,
+    session: Executor,
     *,
     now: datetime,
     turns: Sequence[dict[str, Any]],

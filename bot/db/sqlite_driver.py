@@ -14,7 +14,8 @@ from them. A rollback with no transaction open (the pool's reset of a committed
 connection) makes no trip at all. Statements run on the connection's own thread, so a
 statement waiting for another process's write lock never blocks the event loop.
 
-Inside `inline()` (the hot path's short transactions: `Database.write(quick=True)`) a
+Inside `inline()` (the hot path's short transactions: `Database.write(quick=True)`,
+`Database.write_statements`, `Database.one_statement`) a
 statement runs on the event loop's thread instead, with no trip at all: the claim, the
 reservation, the bill and the stored turns are a few indexed rows each, tens of
 microseconds, less than the trip itself. It runs with a busy timeout of 0, so it never

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.db.models import Base
 
@@ -28,9 +28,16 @@ def table(model: type[Base]) -> Table:
     return Base.metadata.tables[model.__tablename__]
 
 
-def dialect_of(session: AsyncSession) -> str:
+#: What runs the hot path's Core statements: a session, or a bare connection
+#: (`Database.one_statement`, `Database.write_statements`: no ORM session around them).
+Executor = AsyncSession | AsyncConnection
+
+
+def dialect_of(executor: Executor) -> str:
     """`sqlite` or `postgresql`: the key a prebuilt statement is cached under."""
-    return session.get_bind().dialect.name
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
 
 
 def upsert_insert(dialect: str, target: Table) -> Any:

@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import DEFAULT_BUDGET_KEY, SpendBudgetRow
-from bot.db.statements import table
+from bot.db.statements import Executor, table
 from bot.settings import BudgetSettings
 from bot.spend.prices import MICRO, usd_to_micro
 
@@ -110,7 +110,7 @@ class Budget:
         return None if self.unlimited else self.limit_micro_usd / MICRO
 
 
-async def get_budget(session: AsyncSession, *, user_id: str, settings: BudgetSettings) -> Budget:
+async def get_budget(session: Executor, *, user_id: str, settings: BudgetSettings) -> Budget:
     """The budget that applies to `user_id` now."""
     rows = await session.execute(_BUDGET_ROWS, {"b_user": user_id})
     return budget_from_rows(rows, user_id=user_id, settings=settings)

@@ -58,12 +58,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, String, literal, null, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db.engine import Database
 from bot.db.models import ChannelSettingsRow
 from bot.db.spend_models import DEFAULT_BUDGET_KEY, SpendLedgerRow
+from bot.db.statements import Executor
 from bot.llm import Usage
 from bot.ports import OverBudget, Reservation
 from bot.settings import Settings
@@ -213,7 +213,7 @@ class SpendLedger:
         *,
         model: str,
         usage: Usage,
-        also: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        also: Callable[[Executor], Awaitable[None]] | None = None,
         ahead: bool = True,
     ) -> None:
         """Bill the call at its actual cost; a second settle of one reservation does nothing.
@@ -246,7 +246,7 @@ class SpendLedger:
             price = carried.price
         budget = carried.budget if carried is not None else None
         alert_text: str | None = None
-        async with self.db.write(quick=True, ahead=ahead) as session:
+        async with self.db.write_statements(ahead=ahead) as session:
             row = await ledger.transition(
                 session, reservation_id=reservation.id, old=HELD, new=SETTLED, now=now
             )
@@ -518,11 +518,11 @@ class SpendLedger:
     def _window(self, now: datetime, budget: Budget) -> PeriodWindow:
         return period_window(now, budget.period, self.settings.budget.timezone)
 
-    async def _budget(self, session: AsyncSession, user_id: str) -> Budget:
+    async def _budget(self, session: Executor, user_id: str) -> Budget:
         return await budgets.get_budget(session, user_id=user_id, settings=self.settings.budget)
 
     async def _budget_and_price(
-        self, session: AsyncSession, user_id: str, model: str, *, at: datetime
+        self, session: Executor, user_id: str, model: str, *, at: datetime
     ) -> tuple[Budget, ModelPrice]:
         """`_budget` and `prices.price_for`, read in one statement (`_BUDGET_AND_PRICES`)."""
         rows = await session.execute(

@@ -24,10 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, bindparam, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import BudgetUsageRow, SpendLedgerRow, SpendReservationRow
-from bot.db.statements import dialect_of, table, upsert_insert
+from bot.db.statements import Executor, dialect_of, table, upsert_insert
 from bot.errors import CandorError
 
 CHAT = "chat"
@@ -79,7 +78,7 @@ _NO_SYNC = {"synchronize_session": False}
 
 
 async def claim_reservation(
-    session: AsyncSession, *, call_id: str, kind: str, values: dict[str, Any], now: datetime
+    session: Executor, *, call_id: str, kind: str, values: dict[str, Any], now: datetime
 ) -> int:
     """Create the reservation of `call_id`, or re-arm it if a failed attempt released it.
 
@@ -129,7 +128,7 @@ def _claim_statement(dialect: str) -> Any:
 
 
 async def transition(
-    session: AsyncSession,
+    session: Executor,
     *,
     reservation_id: int,
     old: str,
@@ -211,7 +210,7 @@ def _counter_values(
 
 
 async def hold(
-    session: AsyncSession,
+    session: Executor,
     *,
     user_id: str,
     period_key: str,
@@ -246,7 +245,7 @@ async def hold(
 
 
 async def add_to_counter(
-    session: AsyncSession,
+    session: Executor,
     *,
     user_id: str,
     period_key: str,
@@ -284,7 +283,7 @@ class Refused:
 
 
 async def hold_for_call(
-    session: AsyncSession,
+    session: Executor,
     *,
     call_id: str,
     kind: str,
@@ -343,7 +342,7 @@ def _outcome(call_id: str, reservation_id: int | None, spent: int, outcome: str)
 
 
 async def release_hold(
-    session: AsyncSession, *, reservation_id: int, reason: str, now: datetime
+    session: Executor, *, reservation_id: int, reason: str, now: datetime
 ) -> ReservedCall | None:
     """Release a held reservation and give its amount back; None if it was not held."""
     row = await transition(
@@ -360,7 +359,7 @@ async def release_hold(
     return row
 
 
-async def counter_spent(session: AsyncSession, *, user_id: str, period_key: str) -> int:
+async def counter_spent(session: Executor, *, user_id: str, period_key: str) -> int:
     spent = (
         await session.execute(
             select(BudgetUsageRow.spent_micro_usd).where(
@@ -371,7 +370,7 @@ async def counter_spent(session: AsyncSession, *, user_id: str, period_key: str)
     return int(spent or 0)
 
 
-async def claim_flag(session: AsyncSession, *, user_id: str, period_key: str, flag: str) -> bool:
+async def claim_flag(session: Executor, *, user_id: str, period_key: str, flag: str) -> bool:
     """Set a once-per-period flag (`user_warned`, `admins_alerted`); True only for its setter."""
     column = getattr(BudgetUsageRow, flag)
     claimed = (
@@ -390,7 +389,7 @@ async def claim_flag(session: AsyncSession, *, user_id: str, period_key: str, fl
     return claimed is not None
 
 
-async def insert_charge(session: AsyncSession, **values: Any) -> bool:
+async def insert_charge(session: Executor, **values: Any) -> bool:
     """Write a settled ledger row unless `(call_id, kind)` is already charged; True if new."""
     statement = _charge_statement(dialect_of(session))
     inserted = (await session.execute(statement, {"status": SETTLED, **values})).first()
@@ -411,9 +410,7 @@ def _charge_statement(dialect: str) -> Any:
     )
 
 
-async def held_reservations(
-    session: AsyncSession, *, older_than: datetime
-) -> list[tuple[int, str]]:
+async def held_reservations(session: Executor, *, older_than: datetime) -> list[tuple[int, str]]:
     """(id, user) of reservations held since before `older_than`."""
     rows = await session.execute(
         select(SpendReservationRow.id, SpendReservationRow.user_id).where(

@@ -54,7 +54,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.spend_models import ImagePriceRow, ModelPriceRow
-from bot.db.statements import table
+from bot.db.statements import Executor, table
 from bot.settings import BudgetSettings
 
 if TYPE_CHECKING:
@@ -427,7 +427,7 @@ class PriceBook:
 
     async def price_for(
         self,
-        session: AsyncSession,
+        session: Executor,
         model: str,
         *,
         at: datetime,

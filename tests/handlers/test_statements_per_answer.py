@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from bot.deps import Deps
 from bot.spend.guard import SpendLedger
@@ -47,6 +48,7 @@ SESSIONS_PER_ANSWER = 4
 class DatabaseWork:
     statements: list[str] = field(default_factory=list)
     checkouts: int = 0
+    orm_sessions: int = 0  # ORM sessions that ran a statement
 
     def tables(self, verb: str) -> list[str]:
         """The table each statement starting with `verb` (`SELECT`, `INSERT`...) is
@@ -80,13 +82,18 @@ def counting(deps: Deps) -> Iterator[DatabaseWork]:
     def on_checkout(*_args: Any) -> None:
         work.checkouts += 1
 
+    def on_session(*_args: Any) -> None:
+        work.orm_sessions += 1
+
     event.listen(engine, "before_cursor_execute", on_statement)
     event.listen(engine.pool, "checkout", on_checkout)
+    event.listen(Session, "after_begin", on_session)
     try:
         yield work
     finally:
         event.remove(engine, "before_cursor_execute", on_statement)
         event.remove(engine.pool, "checkout", on_checkout)
+        event.remove(Session, "after_begin", on_session)
 
 
 async def answer(candor: Candor, fake_llm: FakeOpenAIServer, text: str, user: str) -> None:
@@ -110,6 +117,9 @@ async def test_one_answer_runs_a_bounded_number_of_statements_and_sessions(
     assert usage.calls == 1 and usage.spent_micro_usd > 0 and usage.held_micro_usd == 0
     assert len(work.statements) <= STATEMENTS_PER_ANSWER, "\n".join(work.statements)
     assert work.checkouts <= SESSIONS_PER_ANSWER
+    # Only the settings are read through the ORM (they load mapped rows); the claim, the
+    # reservation and the bill with the stored answer are Core on bare connections.
+    assert work.orm_sessions == 1
     # Settle reuses what reserve read; the counter is one upsert each time; both turns
     # go in one INSERT; no tool rules are read where no rule allows a tool.
     reads = [s for s in work.statements if "model_prices" in s or "spend_budgets" in s]
