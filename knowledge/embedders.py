@@ -69,7 +69,12 @@ class EmbeddingError(RuntimeError):
 
 # --------------------------------------------------------------------------- sparse BM25
 
-_INDEX_CACHE_SIZE = 500_000
+#: Raw tokens the term memo holds (~150-260 bytes each): when full it starts over, so a
+#: long-running process keeps the tokens of what it reads now, in bounded memory. It was
+#: 500,000 and only stopped growing there: ~130 MiB for a process that sees a new token
+#: (a number, an id, a typo) in most messages, RSS growing ~1 MiB a minute at 100
+#: answers/s (issue 13's memory target).
+_INDEX_CACHE_SIZE = 20_000
 
 
 _Indices = int | tuple[int, ...] | None
@@ -80,13 +85,20 @@ class _TermCache(dict[str, _Indices]):
 
     A token with one term (nearly all) maps to its index, one with none (a stop word) to
     ``None``, one with several (``os.path``) to a tuple of them. Looked up with
-    ``map(cache.__getitem__, tokens)`` so hits never run Python code."""
+    ``map(cache.__getitem__, tokens)`` so hits never run Python code. Holds at most
+    ``limit`` tokens: a new token when full empties it first (the frequent ones are back
+    within a few texts; the rare ones that filled it do not stay)."""
+
+    def __init__(self, limit: int = _INDEX_CACHE_SIZE) -> None:
+        super().__init__()
+        self.limit = limit
 
     def __missing__(self, raw: str) -> _Indices:
         indices = tuple(zlib.crc32(t.encode("utf-8")) for t in token_terms(raw))
         value: _Indices = indices if len(indices) > 1 else indices[0] if indices else None
-        if len(self) < _INDEX_CACHE_SIZE:
-            self[raw] = value
+        if len(self) >= self.limit:
+            self.clear()
+        self[raw] = value
         return value
 
     def counts(self, raw: list[str]) -> Counter[int]:

@@ -48,6 +48,18 @@ def test_bm25_tokenizer_and_query_vector() -> None:
     assert all(0 <= i < 2**32 for i in q.indices)
 
 
+def test_the_term_memo_stays_bounded_and_starting_over_changes_no_vector() -> None:
+    """A process that sees a new token in every message (a number, an id) keeps a bounded
+    memo (issue 13: it grew by ~260 bytes a message up to 500,000 tokens, ~130 MiB)."""
+    e = SparseLexicalEmbedder()
+    before = e.embed_query_sync("rotate the on-call schedule for ticket 41")
+    limit = e._terms.limit
+    for i in range(limit + limit // 2):
+        e.embed_query_sync(f"question {i}: how do we rotate the on-call schedule?")
+        assert len(e._terms) <= limit
+    assert e.embed_query_sync("rotate the on-call schedule for ticket 41") == before
+
+
 def test_tokenizer_splits_code_identifiers_and_keeps_them_whole() -> None:
     tokenize = SparseLexicalEmbedder.tokenize
     assert tokenize("Call os.path.join(base, name)") == [
