@@ -50,7 +50,7 @@ from bot.confidence import judge
 from bot.db import repo
 from bot.db.engine import Database
 from bot.db.models import DEFAULT_KEY, ChannelSettingsRow
-from bot.db.statements import Executor
+from bot.db.statements import Executor, StoreAlso
 from bot.errors import (
     CandorError,
     ChannelDisabled,
@@ -92,10 +92,6 @@ from bot.tools.registry import Toolbox, TurnTools
 from knowledge import cited_indices
 
 log = logging.getLogger(__name__)
-
-#: A write of the caller's, made in the transaction that stores an answer
-#: (`ConversationManager.reply(on_delivered=)`).
-StoreAlso = Callable[[Executor], Awaitable[None]]
 
 #: Share of the window kept free for tokenizer differences between us and the server.
 SAFETY_MARGIN = 0.03

@@ -14,6 +14,7 @@ have it, with `RETURNING`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Table
@@ -31,6 +32,10 @@ def table(model: type[Base]) -> Table:
 #: What runs the hot path's Core statements: a session, or a bare connection
 #: (`Database.one_statement`, `Database.write_statements`: no ORM session around them).
 Executor = AsyncSession | AsyncConnection
+
+#: A caller's own write, made in another's transaction on the same executor (the bill's:
+#: `SpendLedger.settle(also=)`; the stored answer's: `ConversationManager.reply(on_delivered=)`).
+StoreAlso = Callable[[Executor], Awaitable[None]]
 
 
 def dialect_of(executor: Executor) -> str:

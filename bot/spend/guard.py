@@ -63,7 +63,7 @@ from bot.clock import Clock
 from bot.db.engine import Database
 from bot.db.models import ChannelSettingsRow
 from bot.db.spend_models import DEFAULT_BUDGET_KEY, SpendLedgerRow
-from bot.db.statements import Executor
+from bot.db.statements import Executor, StoreAlso
 from bot.llm import Usage
 from bot.ports import OverBudget, Reservation
 from bot.settings import Settings
@@ -213,7 +213,7 @@ class SpendLedger:
         *,
         model: str,
         usage: Usage,
-        also: Callable[[Executor], Awaitable[None]] | None = None,
+        also: StoreAlso | None = None,
         ahead: bool = True,
     ) -> None:
         """Bill the call at its actual cost; a second settle of one reservation does nothing.
